@@ -1,0 +1,213 @@
+//! The application: state, router, server and background workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Backend, Db};
+use crate::error::ApiError;
+use crate::outbox::relay::Relay;
+use crate::outbox::sink::Sink;
+use crate::ranking::RankingCache;
+use crate::{http, order, telemetry};
+
+/// What handlers share. Small and concrete.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+    pub ranking: RankingCache,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Connects to the database (running migrations) and seeds demo data when asked.
+    pub async fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+        let state = AppState {
+            db,
+            clock,
+            config: Arc::new(config),
+            ranking: RankingCache::default(),
+            metrics: telemetry::metrics_handle(),
+        };
+        crate::demo::seed_if_wanted(&state).await?;
+        Ok(state)
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::balance::routes::router())
+        .merge(crate::ranking::router())
+        .merge(crate::product::routes::router())
+        .merge(crate::coupon::routes::router())
+        .merge(crate::order::routes::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::idempotency::layer,
+        ));
+    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    Router::new()
+        .merge(api)
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/api-docs/openapi.json", crate::openapi::ApiDoc::openapi()),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            time_limit(timeout, req, next)
+        }))
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                "the request took too long",
+            );
+            e.retry_after = Some(1);
+            e.into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
+}
+
+async fn live() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let db = state.db.ping().await;
+    let body = serde_json::json!({
+        "status": if db { "ok" } else { "unavailable" },
+        "checks": {"database": if db { "ok" } else { "down" }},
+    });
+    let status = if db {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Starts the background workers: order expiry (with idempotency-key purge) and the
+/// outbox relay. They stop when `shutdown` is cancelled.
+pub fn spawn_workers(
+    state: &AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let sink = match &state.config.data_platform_url {
+        Some(url) => Sink::webhook(url.clone(), state.config.data_platform_secret.clone())?,
+        None => Sink::file(events_file(state)),
+    };
+    let relay = Relay {
+        db: state.db.clone(),
+        sink,
+        clock: state.clock.clone(),
+        interval: Duration::from_millis(state.config.outbox_interval_ms.max(10)),
+    };
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
+    let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown));
+    Ok(vec![relay, expiry])
+}
+
+/// The JSON-lines file events go to when no webhook is set: beside the database.
+pub fn events_file(state: &AppState) -> std::path::PathBuf {
+    match &state.db.sqlite_path {
+        Some(db) => db.with_extension("events.jsonl"),
+        None => std::path::PathBuf::from("shop-events.jsonl"),
+    }
+}
+
+async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(state.config.expiry_interval_ms.max(10));
+    let mut passes: u64 = 0;
+    loop {
+        let now = state.clock.now();
+        match order::service::expire_due(&state.db, now, 200).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired unpaid orders"),
+            Err(e) => tracing::warn!(error = %e, "order expiry pass failed"),
+        }
+        if passes.is_multiple_of(600)
+            && let Err(e) = http::idempotency::purge_expired(&state.db, now).await
+        {
+            tracing::warn!(error = %e, "idempotency purge failed");
+        }
+        passes += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Whether the backend is the embedded one.
+pub fn is_embedded(state: &AppState) -> bool {
+    state.db.backend == Backend::Sqlite
+}

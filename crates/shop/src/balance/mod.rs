@@ -1,0 +1,112 @@
+//! Users and their prepaid balance. Every change to a balance writes a ledger entry
+//! with the balance after it, in the same transaction, so the sum of a user's ledger
+//! always equals the balance. Changes are single guarded updates
+//! (`balance = balance + $1 where ... <= limit`), so concurrent charges are all applied
+//! and a balance never goes below zero.
+
+pub mod routes;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::ids::{LedgerId, OrderId, UserId};
+use crate::money::Won;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    pub user_id: UserId,
+    pub balance: Won,
+}
+
+/// What moved the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LedgerKind {
+    Charge,
+    Payment,
+    Refund,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Charge => "CHARGE",
+            LedgerKind::Payment => "PAYMENT",
+            LedgerKind::Refund => "REFUND",
+        }
+    }
+
+    fn parse(s: &str) -> LedgerKind {
+        match s {
+            "PAYMENT" => LedgerKind::Payment,
+            "REFUND" => LedgerKind::Refund,
+            _ => LedgerKind::Charge,
+        }
+    }
+}
+
+/// One line of a user's balance history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub id: LedgerId,
+    #[serde(rename = "type")]
+    pub kind: LedgerKind,
+    /// Signed: positive for CHARGE and REFUND, negative for PAYMENT.
+    pub amount: Won,
+    pub balance_after: Won,
+    pub order_id: Option<OrderId>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalanceError {
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    #[error("the balance may not exceed {0}")]
+    LimitExceeded(Won),
+    #[error("insufficient balance")]
+    Insufficient,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<BalanceError> for ApiError {
+    fn from(err: BalanceError) -> Self {
+        match err {
+            e @ BalanceError::UserNotFound(_) => {
+                ApiError::not_found("USER_NOT_FOUND", e.to_string())
+            }
+            e @ BalanceError::LimitExceeded(_) => {
+                ApiError::conflict("BALANCE_LIMIT_EXCEEDED", e.to_string())
+            }
+            e @ BalanceError::Insufficient => {
+                ApiError::conflict("INSUFFICIENT_BALANCE", e.to_string())
+            }
+            BalanceError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// A user's name: 1..=100 characters after trimming, no control characters.
+pub fn validate_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name must be 1..=100 characters without control characters",
+        ));
+    }
+    Ok(name.to_string())
+}

@@ -1,0 +1,116 @@
+//! `/api/v1/users`: create a user, read and charge the balance, read the ledger.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{Balance, LedgerEntry, LedgerKind, User, store, validate_name};
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Json, Page, Paging, PagingParams, PathId};
+use crate::ids::UserId;
+use crate::money::Won;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/users/{userId}/balance", get(get_balance))
+        .route("/api/v1/users/{userId}/balance/charge", post(charge))
+        .route("/api/v1/users/{userId}/balance/history", get(history))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// 1..=100 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeRequest {
+    /// Won to add: 1..=1,000,000 by default (`SHOP_MAX_CHARGE`).
+    pub amount: i64,
+}
+
+/// Create a user (a buyer with a zero balance).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUserRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = User), (status = 400, body = ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    Json(req): Json<CreateUserRequest>,
+) -> ApiResult<(StatusCode, axum::Json<User>)> {
+    let name = validate_name(&req.name)?;
+    let mut tx = state.db.begin().await?;
+    let user = store::create_user(&mut tx, &name, to_millis(state.clock.now())).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+/// The user's balance.
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance", tag = "users",
+    params(("userId" = i64, Path)),
+    responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
+pub async fn get_balance(
+    State(state): State<AppState>,
+    PathId(user): PathId<UserId>,
+) -> ApiResult<axum::Json<Balance>> {
+    Ok(axum::Json(store::balance(state.db.read(), user).await?))
+}
+
+/// Charge the balance. Concurrent charges are all applied.
+#[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", tag = "users",
+    request_body = ChargeRequest,
+    params(("userId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 200, body = Balance, description = "the balance after"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
+pub async fn charge(
+    State(state): State<AppState>,
+    PathId(user): PathId<UserId>,
+    Json(req): Json<ChargeRequest>,
+) -> ApiResult<axum::Json<Balance>> {
+    let max = state.config.max_charge;
+    if !(1..=max).contains(&req.amount) {
+        return Err(ApiError::invalid(format!("amount must be 1..={max} won")));
+    }
+    let mut tx = state.db.begin().await?;
+    let after = store::credit(
+        &mut tx,
+        user,
+        Won(req.amount),
+        Some(Won(state.config.max_balance)),
+        LedgerKind::Charge,
+        None,
+        to_millis(state.clock.now()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Balance {
+        user_id: user,
+        balance: after,
+    }))
+}
+
+/// The balance history, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", tag = "users",
+    params(("userId" = i64, Path), PagingParams),
+    responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathId(user): PathId<UserId>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<LedgerEntry>>> {
+    let rows = store::history(state.db.read(), user, paging).await?;
+    if rows.is_empty() && !store::user_exists(state.db.read(), user).await? {
+        return Err(super::BalanceError::UserNotFound(user).into());
+    }
+    Ok(axum::Json(Page::from_rows(rows, paging, |e| e.id.0)))
+}

@@ -1,0 +1,193 @@
+//! SQL for users, balances and the ledger.
+
+use sqlx::{Any, AnyConnection, Executor, FromRow};
+
+use super::{Balance, BalanceError, LedgerEntry, LedgerKind, User};
+use crate::clock::from_millis;
+use crate::http::Paging;
+use crate::ids::{LedgerId, OrderId, UserId};
+use crate::money::Won;
+
+#[derive(FromRow)]
+struct UserRow {
+    id: i64,
+    name: String,
+    created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: UserId(r.id),
+            name: r.name,
+            created_at: from_millis(r.created_at),
+        }
+    }
+}
+
+pub async fn create_user(
+    conn: &mut AnyConnection,
+    name: &str,
+    now_ms: i64,
+) -> Result<User, sqlx::Error> {
+    let row: UserRow = sqlx::query_as(
+        "insert into users (name, balance, created_at) values ($1, 0, $2) returning id, name, created_at",
+    )
+    .bind(name)
+    .bind(now_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn user_exists(
+    ex: impl Executor<'_, Database = Any>,
+    user: UserId,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("select id from users where id = $1")
+        .bind(user.0)
+        .fetch_optional(ex)
+        .await?;
+    Ok(row.is_some())
+}
+
+pub async fn balance(
+    ex: impl Executor<'_, Database = Any>,
+    user: UserId,
+) -> Result<Balance, BalanceError> {
+    let row: Option<(i64,)> = sqlx::query_as("select balance from users where id = $1")
+        .bind(user.0)
+        .fetch_optional(ex)
+        .await?;
+    match row {
+        Some((b,)) => Ok(Balance {
+            user_id: user,
+            balance: Won(b),
+        }),
+        None => Err(BalanceError::UserNotFound(user)),
+    }
+}
+
+/// Adds `amount` (positive) to the balance, refusing to go above `max_balance`
+/// (`None`: no limit, for refunds), and writes the ledger entry. Returns the balance
+/// after.
+pub async fn credit(
+    conn: &mut AnyConnection,
+    user: UserId,
+    amount: Won,
+    max_balance: Option<Won>,
+    kind: LedgerKind,
+    order: Option<OrderId>,
+    now_ms: i64,
+) -> Result<Won, BalanceError> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "update users set balance = balance + $1 where id = $2 and balance <= $3 - $1 returning balance",
+    )
+    .bind(amount.0)
+    .bind(user.0)
+    .bind(max_balance.map_or(i64::MAX, |m| m.0))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((after,)) = row else {
+        return Err(if user_exists(&mut *conn, user).await? {
+            BalanceError::LimitExceeded(max_balance.unwrap_or(Won(i64::MAX)))
+        } else {
+            BalanceError::UserNotFound(user)
+        });
+    };
+    insert_entry(conn, user, kind, amount, Won(after), order, now_ms).await?;
+    Ok(Won(after))
+}
+
+/// Takes `amount` from the balance if it is there, and writes the PAYMENT entry.
+pub async fn debit_for_order(
+    conn: &mut AnyConnection,
+    user: UserId,
+    amount: Won,
+    order: OrderId,
+    now_ms: i64,
+) -> Result<Won, BalanceError> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "update users set balance = balance - $1 where id = $2 and balance >= $1 returning balance",
+    )
+    .bind(amount.0)
+    .bind(user.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((after,)) = row else {
+        return Err(BalanceError::Insufficient);
+    };
+    insert_entry(
+        conn,
+        user,
+        LedgerKind::Payment,
+        Won(-amount.0),
+        Won(after),
+        Some(order),
+        now_ms,
+    )
+    .await?;
+    Ok(Won(after))
+}
+
+async fn insert_entry(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: LedgerKind,
+    amount: Won,
+    balance_after: Won,
+    order: Option<OrderId>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into balance_ledger (user_id, kind, amount, balance_after, order_id, created_at)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(user.0)
+    .bind(kind.as_str())
+    .bind(amount.0)
+    .bind(balance_after.0)
+    .bind(order.map(|o| o.0))
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct LedgerRow {
+    id: i64,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    order_id: Option<i64>,
+    created_at: i64,
+}
+
+/// A page of the ledger, newest first (`limit + 1` rows, for the page builder).
+pub async fn history(
+    ex: impl Executor<'_, Database = Any>,
+    user: UserId,
+    paging: Paging,
+) -> Result<Vec<LedgerEntry>, sqlx::Error> {
+    let rows: Vec<LedgerRow> = sqlx::query_as(
+        "select id, kind, amount, balance_after, order_id, created_at from balance_ledger
+         where user_id = $1 and id < $2 order by id desc limit $3",
+    )
+    .bind(user.0)
+    .bind(paging.after.unwrap_or(i64::MAX))
+    .bind(paging.limit + 1)
+    .fetch_all(ex)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LedgerEntry {
+            id: LedgerId(r.id),
+            kind: LedgerKind::parse(&r.kind),
+            amount: Won(r.amount),
+            balance_after: Won(r.balance_after),
+            order_id: r.order_id.map(OrderId),
+            created_at: from_millis(r.created_at),
+        })
+        .collect())
+}

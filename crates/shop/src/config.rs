@@ -1,0 +1,104 @@
+//! Settings. Every setting is an environment variable and a flag of the same name
+//! (`SHOP_LISTEN` / `--listen`), as the contract's "Running" table says.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shop", version, about = "E-commerce backend")]
+pub struct Config {
+    /// Address to serve on.
+    #[arg(long, env = "SHOP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `sqlite://PATH` (created if absent) or `postgres://...`.
+    #[arg(long, env = "SHOP_DATABASE_URL", default_value = "sqlite://shop.db")]
+    pub database_url: String,
+
+    /// Redis for cache, ranking, coupon gate and idempotency (not used yet).
+    #[arg(long, env = "SHOP_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// NATS JetStream for data-platform events (not used yet).
+    #[arg(long, env = "SHOP_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Webhook that receives data-platform events. When unset, events are appended as
+    /// JSON lines to a file beside the database.
+    #[arg(long, env = "SHOP_DATA_PLATFORM_URL")]
+    pub data_platform_url: Option<String>,
+
+    /// Secret for the webhook's `Shop-Signature` (HMAC-SHA256).
+    #[arg(long, env = "SHOP_DATA_PLATFORM_SECRET", hide_env_values = true)]
+    pub data_platform_secret: Option<String>,
+
+    /// Seed demo users, products and a coupon. Default: true on an empty embedded
+    /// database, false otherwise.
+    #[arg(long, env = "SHOP_DEMO_DATA")]
+    pub demo_data: Option<bool>,
+
+    /// Seconds a PENDING order holds its stock and coupon before it expires.
+    #[arg(long, env = "SHOP_ORDER_TTL_SECS", default_value_t = 300)]
+    pub order_ttl_secs: u64,
+
+    /// How often the expiry worker looks for due orders, in milliseconds.
+    #[arg(long, env = "SHOP_EXPIRY_INTERVAL_MS", default_value_t = 1000)]
+    pub expiry_interval_ms: u64,
+
+    /// Largest single charge, in won.
+    #[arg(long, env = "SHOP_MAX_CHARGE", default_value_t = 1_000_000)]
+    pub max_charge: i64,
+
+    /// Largest balance a user may hold, in won.
+    #[arg(long, env = "SHOP_MAX_BALANCE", default_value_t = 100_000_000)]
+    pub max_balance: i64,
+
+    /// Most items (lines) in one order.
+    #[arg(long, env = "SHOP_MAX_ORDER_ITEMS", default_value_t = 50)]
+    pub max_order_items: usize,
+
+    /// Largest quantity of one item.
+    #[arg(long, env = "SHOP_MAX_ITEM_QUANTITY", default_value_t = 1000)]
+    pub max_item_quantity: i64,
+
+    /// How long `/products/popular` may be served from cache, in seconds (at most 10).
+    #[arg(long, env = "SHOP_POPULAR_CACHE_SECS", default_value_t = 5)]
+    pub popular_cache_secs: u64,
+
+    /// How often the outbox relay looks for new events, in milliseconds.
+    #[arg(long, env = "SHOP_OUTBOX_INTERVAL_MS", default_value_t = 200)]
+    pub outbox_interval_ms: u64,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SHOP_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Requests taking longer are answered 503, in seconds.
+    #[arg(long, env = "SHOP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Database connections for reads (writes on SQLite use one connection).
+    #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were set (for tests and tools).
+    pub fn defaults() -> Self {
+        Config::parse_from(["shop"])
+    }
+
+    pub fn order_ttl(&self) -> Duration {
+        Duration::from_secs(self.order_ttl_secs)
+    }
+
+    pub fn popular_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.popular_cache_secs.min(10))
+    }
+}

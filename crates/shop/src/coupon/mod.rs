@@ -1,0 +1,128 @@
+//! First-come-first-served coupons. The coupon row's `issued_quantity` counter is the
+//! only thing that decides who gets one: a guarded increment
+//! (`where issued_quantity < total_quantity`) and a unique `(coupon_id, user_id)` make
+//! over-issue and double-issue impossible however many requests race, on however
+//! many instances.
+
+pub mod routes;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
+use crate::money::{DiscountType, Won};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Coupon {
+    pub id: CouponId,
+    pub name: String,
+    pub discount_type: DiscountType,
+    /// Won off (FIXED) or percent off, 1..=100 (RATE).
+    pub discount_value: i64,
+    pub total_quantity: i64,
+    pub issued_quantity: i64,
+    /// The order total (before discount) must be at least this.
+    pub min_order_amount: Won,
+    /// Issue opens at (null: already open).
+    pub issue_starts_at: Option<DateTime<Utc>>,
+    /// Issue closes at, exclusive (null: never).
+    pub issue_ends_at: Option<DateTime<Utc>>,
+    /// An issued coupon expires this many days after issue.
+    pub valid_days: i64,
+}
+
+impl Coupon {
+    pub fn in_issue_period(&self, now: DateTime<Utc>) -> bool {
+        self.issue_starts_at.is_none_or(|s| now >= s) && self.issue_ends_at.is_none_or(|e| now < e)
+    }
+}
+
+/// AVAILABLE, USED (held by a PENDING order or used by a PAID one), or EXPIRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserCouponStatus {
+    Available,
+    Used,
+    Expired,
+}
+
+impl UserCouponStatus {
+    pub fn of(order: Option<OrderId>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        if order.is_some() {
+            UserCouponStatus::Used
+        } else if expires_at <= now {
+            UserCouponStatus::Expired
+        } else {
+            UserCouponStatus::Available
+        }
+    }
+}
+
+/// A coupon issued to a user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCoupon {
+    pub id: UserCouponId,
+    pub coupon_id: CouponId,
+    pub user_id: UserId,
+    pub status: UserCouponStatus,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A user's coupon with the coupon's name and discount (for `GET /users/{id}/coupons`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCouponView {
+    pub id: UserCouponId,
+    pub coupon_id: CouponId,
+    pub user_id: UserId,
+    pub status: UserCouponStatus,
+    pub name: String,
+    pub discount_type: DiscountType,
+    pub discount_value: i64,
+    pub min_order_amount: Won,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The order holding or having used it.
+    pub order_id: Option<OrderId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CouponError {
+    #[error("coupon {0} not found")]
+    NotFound(CouponId),
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    #[error("the coupon is sold out")]
+    SoldOut,
+    #[error("the user already has this coupon")]
+    AlreadyIssued,
+    #[error("the coupon is not being issued now")]
+    NotInIssuePeriod,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<CouponError> for ApiError {
+    fn from(err: CouponError) -> Self {
+        match err {
+            e @ CouponError::NotFound(_) => ApiError::not_found("COUPON_NOT_FOUND", e.to_string()),
+            e @ CouponError::UserNotFound(_) => {
+                ApiError::not_found("USER_NOT_FOUND", e.to_string())
+            }
+            e @ CouponError::SoldOut => ApiError::conflict("COUPON_SOLD_OUT", e.to_string()),
+            e @ CouponError::AlreadyIssued => {
+                ApiError::conflict("COUPON_ALREADY_ISSUED", e.to_string())
+            }
+            e @ CouponError::NotInIssuePeriod => {
+                ApiError::conflict("COUPON_NOT_IN_ISSUE_PERIOD", e.to_string())
+            }
+            CouponError::Db(e) => e.into(),
+        }
+    }
+}

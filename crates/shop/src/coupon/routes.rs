@@ -1,0 +1,172 @@
+//! `/api/v1/admin/coupons` (create), `/api/v1/coupons/{id}` (read, issue) and
+//! `/api/v1/users/{id}/coupons` (a user's coupons).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::store::{self, NewCoupon};
+use super::{Coupon, UserCoupon, UserCouponView};
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Json, Page, Paging, PagingParams, PathId};
+use crate::ids::{CouponId, UserId};
+use crate::money::{DiscountType, Won};
+use crate::product::MAX_PRICE;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/coupons", post(create))
+        .route("/api/v1/coupons/{couponId}", get(detail))
+        .route("/api/v1/coupons/{couponId}/issue", post(issue))
+        .route("/api/v1/users/{userId}/coupons", get(list_for_user))
+}
+
+/// Most coupons one definition may issue.
+pub const MAX_COUPON_QUANTITY: i64 = 100_000_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateCouponRequest {
+    pub name: String,
+    pub discount_type: DiscountType,
+    /// FIXED: won off, 1..=1,000,000,000. RATE: percent off, 1..=100.
+    pub discount_value: i64,
+    /// 1..=100,000,000.
+    pub total_quantity: i64,
+    /// Default 0.
+    pub min_order_amount: Option<i64>,
+    /// RFC 3339; default: open now.
+    pub issue_starts_at: Option<DateTime<Utc>>,
+    /// RFC 3339, exclusive; default: never closes.
+    pub issue_ends_at: Option<DateTime<Utc>>,
+    /// 1..=3650, default 30.
+    pub valid_days: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IssueRequest {
+    pub user_id: i64,
+}
+
+fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
+    let name = crate::product::validate_name(&req.name)?;
+    let max_value = match req.discount_type {
+        DiscountType::Fixed => MAX_PRICE,
+        DiscountType::Rate => 100,
+    };
+    if !(1..=max_value).contains(&req.discount_value) {
+        return Err(ApiError::invalid(format!(
+            "discountValue must be 1..={max_value} for {}",
+            req.discount_type.as_str()
+        )));
+    }
+    if !(1..=MAX_COUPON_QUANTITY).contains(&req.total_quantity) {
+        return Err(ApiError::invalid(format!(
+            "totalQuantity must be 1..={MAX_COUPON_QUANTITY}"
+        )));
+    }
+    let min_order_amount = req.min_order_amount.unwrap_or(0);
+    if !(0..=MAX_PRICE).contains(&min_order_amount) {
+        return Err(ApiError::invalid(format!(
+            "minOrderAmount must be 0..={MAX_PRICE}"
+        )));
+    }
+    if let (Some(s), Some(e)) = (req.issue_starts_at, req.issue_ends_at)
+        && s >= e
+    {
+        return Err(ApiError::invalid(
+            "issueStartsAt must be before issueEndsAt",
+        ));
+    }
+    let valid_days = req.valid_days.unwrap_or(30);
+    if !(1..=3650).contains(&valid_days) {
+        return Err(ApiError::invalid("validDays must be 1..=3650"));
+    }
+    Ok(NewCoupon {
+        name,
+        discount_type: req.discount_type,
+        discount_value: req.discount_value,
+        total_quantity: req.total_quantity,
+        min_order_amount: Won(min_order_amount),
+        issue_starts_at: req.issue_starts_at,
+        issue_ends_at: req.issue_ends_at,
+        valid_days,
+    })
+}
+
+/// Create a coupon (admin).
+#[utoipa::path(post, path = "/api/v1/admin/coupons", tag = "admin",
+    request_body = CreateCouponRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateCouponRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Coupon>)> {
+    let new = validate(req)?;
+    let mut tx = state.db.begin().await?;
+    let coupon = store::create(&mut tx, &new, to_millis(state.clock.now())).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(coupon)))
+}
+
+/// A coupon, with how many have been issued.
+#[utoipa::path(get, path = "/api/v1/coupons/{couponId}", tag = "coupons",
+    params(("couponId" = i64, Path)),
+    responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    PathId(id): PathId<CouponId>,
+) -> ApiResult<axum::Json<Coupon>> {
+    Ok(axum::Json(store::get(state.db.read(), id).await?))
+}
+
+/// Issue a coupon to a user: first come, first served, one per user.
+#[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", tag = "coupons",
+    request_body = IssueRequest,
+    params(("couponId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = UserCoupon), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
+        (status = 409, body = ErrorBody,
+            description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED, COUPON_NOT_IN_ISSUE_PERIOD")))]
+pub async fn issue(
+    State(state): State<AppState>,
+    PathId(id): PathId<CouponId>,
+    Json(req): Json<IssueRequest>,
+) -> ApiResult<(StatusCode, axum::Json<UserCoupon>)> {
+    if req.user_id <= 0 {
+        return Err(ApiError::invalid("userId must be a positive id"));
+    }
+    let mut tx = state.db.begin().await?;
+    let issued = store::issue(&mut tx, id, UserId(req.user_id), state.clock.now()).await?;
+    tx.commit().await?;
+    metrics::counter!("shop_coupons_issued_total").increment(1);
+    Ok((StatusCode::CREATED, axum::Json(issued)))
+}
+
+/// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.
+#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", tag = "users",
+    params(("userId" = i64, Path), PagingParams),
+    responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
+pub async fn list_for_user(
+    State(state): State<AppState>,
+    PathId(user): PathId<UserId>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<UserCouponView>>> {
+    let rows = store::list_for_user(state.db.read(), user, paging, state.clock.now()).await?;
+    if rows.is_empty() && !crate::balance::store::user_exists(state.db.read(), user).await? {
+        return Err(ApiError::not_found(
+            "USER_NOT_FOUND",
+            format!("user {user} not found"),
+        ));
+    }
+    Ok(axum::Json(Page::from_rows(rows, paging, |c| c.id.0)))
+}

@@ -1,0 +1,262 @@
+//! SQL for coupons and issued (user) coupons.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{Any, AnyConnection, Executor, FromRow};
+
+use super::{Coupon, CouponError, UserCoupon, UserCouponStatus, UserCouponView};
+use crate::clock::{from_millis, to_millis};
+use crate::db::is_unique_violation;
+use crate::http::Paging;
+use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
+use crate::money::{DiscountType, Won};
+
+#[derive(FromRow)]
+struct CouponRow {
+    id: i64,
+    name: String,
+    discount_type: String,
+    discount_value: i64,
+    total_quantity: i64,
+    issued_quantity: i64,
+    min_order_amount: i64,
+    issue_starts_at: Option<i64>,
+    issue_ends_at: Option<i64>,
+    valid_days: i64,
+}
+
+const COUPON_COLUMNS: &str = "id, name, discount_type, discount_value, total_quantity, \
+    issued_quantity, min_order_amount, issue_starts_at, issue_ends_at, valid_days";
+
+impl From<CouponRow> for Coupon {
+    fn from(r: CouponRow) -> Self {
+        Coupon {
+            id: CouponId(r.id),
+            name: r.name,
+            discount_type: DiscountType::parse(&r.discount_type).unwrap_or(DiscountType::Fixed),
+            discount_value: r.discount_value,
+            total_quantity: r.total_quantity,
+            issued_quantity: r.issued_quantity,
+            min_order_amount: Won(r.min_order_amount),
+            issue_starts_at: r.issue_starts_at.map(from_millis),
+            issue_ends_at: r.issue_ends_at.map(from_millis),
+            valid_days: r.valid_days,
+        }
+    }
+}
+
+/// A coupon definition to create (validated by the caller).
+pub struct NewCoupon {
+    pub name: String,
+    pub discount_type: DiscountType,
+    pub discount_value: i64,
+    pub total_quantity: i64,
+    pub min_order_amount: Won,
+    pub issue_starts_at: Option<DateTime<Utc>>,
+    pub issue_ends_at: Option<DateTime<Utc>>,
+    pub valid_days: i64,
+}
+
+pub async fn create(
+    conn: &mut AnyConnection,
+    c: &NewCoupon,
+    now_ms: i64,
+) -> Result<Coupon, sqlx::Error> {
+    let row: CouponRow = sqlx::query_as(&format!(
+        "insert into coupons (name, discount_type, discount_value, total_quantity, issued_quantity,
+            min_order_amount, issue_starts_at, issue_ends_at, valid_days, created_at)
+         values ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9) returning {COUPON_COLUMNS}"
+    ))
+    .bind(&c.name)
+    .bind(c.discount_type.as_str())
+    .bind(c.discount_value)
+    .bind(c.total_quantity)
+    .bind(c.min_order_amount.0)
+    .bind(c.issue_starts_at.map(to_millis))
+    .bind(c.issue_ends_at.map(to_millis))
+    .bind(c.valid_days)
+    .bind(now_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn get(
+    ex: impl Executor<'_, Database = Any>,
+    id: CouponId,
+) -> Result<Coupon, CouponError> {
+    let row: Option<CouponRow> = sqlx::query_as(&format!(
+        "select {COUPON_COLUMNS} from coupons where id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(ex)
+    .await?;
+    row.map(Coupon::from).ok_or(CouponError::NotFound(id))
+}
+
+/// Issues `coupon` to `user`: at most `total_quantity` ever, at most once per user.
+pub async fn issue(
+    conn: &mut AnyConnection,
+    coupon_id: CouponId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<UserCoupon, CouponError> {
+    let coupon = get(&mut *conn, coupon_id).await?;
+    if !crate::balance::store::user_exists(&mut *conn, user).await? {
+        return Err(CouponError::UserNotFound(user));
+    }
+    if !coupon.in_issue_period(now) {
+        return Err(CouponError::NotInIssuePeriod);
+    }
+    let held: Option<(i64,)> =
+        sqlx::query_as("select id from user_coupons where coupon_id = $1 and user_id = $2")
+            .bind(coupon_id.0)
+            .bind(user.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if held.is_some() {
+        return Err(CouponError::AlreadyIssued);
+    }
+    // The decision: the counter moves only while below the total.
+    let taken: Option<(i64,)> = sqlx::query_as(
+        "update coupons set issued_quantity = issued_quantity + 1
+         where id = $1 and issued_quantity < total_quantity returning issued_quantity",
+    )
+    .bind(coupon_id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if taken.is_none() {
+        return Err(CouponError::SoldOut);
+    }
+    let expires_at = now + TimeDelta::days(coupon.valid_days);
+    let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
+        "insert into user_coupons (coupon_id, user_id, issued_at, expires_at, order_id)
+         values ($1, $2, $3, $4, null) returning id",
+    )
+    .bind(coupon_id.0)
+    .bind(user.0)
+    .bind(to_millis(now))
+    .bind(to_millis(expires_at))
+    .fetch_one(&mut *conn)
+    .await;
+    let (id,) = match inserted {
+        Ok(row) => row,
+        // A concurrent issue to the same user won; the caller rolls back our increment.
+        Err(e) if is_unique_violation(&e) => return Err(CouponError::AlreadyIssued),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(UserCoupon {
+        id: UserCouponId(id),
+        coupon_id,
+        user_id: user,
+        status: UserCouponStatus::Available,
+        issued_at: from_millis(to_millis(now)),
+        expires_at: from_millis(to_millis(expires_at)),
+    })
+}
+
+#[derive(FromRow)]
+struct UserCouponRow {
+    id: i64,
+    coupon_id: i64,
+    user_id: i64,
+    issued_at: i64,
+    expires_at: i64,
+    order_id: Option<i64>,
+    name: String,
+    discount_type: String,
+    discount_value: i64,
+    min_order_amount: i64,
+}
+
+impl UserCouponRow {
+    fn view(self, now: DateTime<Utc>) -> UserCouponView {
+        let order_id = self.order_id.map(OrderId);
+        let expires_at = from_millis(self.expires_at);
+        UserCouponView {
+            id: UserCouponId(self.id),
+            coupon_id: CouponId(self.coupon_id),
+            user_id: UserId(self.user_id),
+            status: UserCouponStatus::of(order_id, expires_at, now),
+            name: self.name,
+            discount_type: DiscountType::parse(&self.discount_type).unwrap_or(DiscountType::Fixed),
+            discount_value: self.discount_value,
+            min_order_amount: Won(self.min_order_amount),
+            issued_at: from_millis(self.issued_at),
+            expires_at,
+            order_id,
+        }
+    }
+}
+
+const USER_COUPON_SELECT: &str = "select uc.id, uc.coupon_id, uc.user_id, uc.issued_at, \
+    uc.expires_at, uc.order_id, c.name, c.discount_type, c.discount_value, c.min_order_amount \
+    from user_coupons uc join coupons c on c.id = uc.coupon_id";
+
+/// A user's coupons, newest first (`limit + 1` rows).
+pub async fn list_for_user(
+    ex: impl Executor<'_, Database = Any>,
+    user: UserId,
+    paging: Paging,
+    now: DateTime<Utc>,
+) -> Result<Vec<UserCouponView>, sqlx::Error> {
+    let rows: Vec<UserCouponRow> = sqlx::query_as(&format!(
+        "{USER_COUPON_SELECT} where uc.user_id = $1 and uc.id < $2 order by uc.id desc limit $3"
+    ))
+    .bind(user.0)
+    .bind(paging.after.unwrap_or(i64::MAX))
+    .bind(paging.limit + 1)
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.view(now)).collect())
+}
+
+/// One issued coupon, if it exists.
+pub async fn get_user_coupon(
+    ex: impl Executor<'_, Database = Any>,
+    id: UserCouponId,
+    now: DateTime<Utc>,
+) -> Result<Option<UserCouponView>, sqlx::Error> {
+    let row: Option<UserCouponRow> =
+        sqlx::query_as(&format!("{USER_COUPON_SELECT} where uc.id = $1"))
+            .bind(id.0)
+            .fetch_optional(ex)
+            .await?;
+    Ok(row.map(|r| r.view(now)))
+}
+
+/// Marks the coupon as held by `order`, if it is the user's, free and unexpired.
+/// Returns whether it was taken.
+pub async fn hold(
+    conn: &mut AnyConnection,
+    id: UserCouponId,
+    user: UserId,
+    order: OrderId,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update user_coupons set order_id = $1
+         where id = $2 and user_id = $3 and order_id is null and expires_at > $4",
+    )
+    .bind(order.0)
+    .bind(id.0)
+    .bind(user.0)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the coupon back (the order holding it expired or was cancelled). An expired
+/// coupon given back shows EXPIRED, so it cannot be used again.
+pub async fn release(
+    conn: &mut AnyConnection,
+    id: UserCouponId,
+    order: OrderId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update user_coupons set order_id = null where id = $1 and order_id = $2")
+        .bind(id.0)
+        .bind(order.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! `Idempotency-Key` on mutations. The first request with a key claims it (a row in
+//! `idempotency_keys`, committed before the work starts); the answer is stored when it
+//! is not a 5xx. A repeat with the same fingerprint (method, path, body bytes) replays
+//! the stored answer without doing the work again; with another fingerprint it is
+//! refused with 422 `IDEMPOTENCY_KEY_REUSED`; while the first is in flight, 409
+//! `IDEMPOTENCY_KEY_IN_PROGRESS`. Keys are scoped to the caller and kept 24 hours or
+//! more. A claim left behind by a crashed server is taken over after
+//! [`IN_FLIGHT_LEASE`].
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::TimeDelta;
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::error::ApiError;
+
+pub const HEADER: &str = "idempotency-key";
+/// How long a claim may stay in flight before another request may take it over
+/// (longer than the request timeout).
+pub const IN_FLIGHT_LEASE: TimeDelta = TimeDelta::seconds(120);
+/// How long keys are kept.
+pub const RETENTION: TimeDelta = TimeDelta::hours(25);
+
+/// Whether `key` is 1..=128 printable ASCII characters.
+pub fn valid_key(key: &[u8]) -> bool {
+    (1..=128).contains(&key.len()) && key.iter().all(|b| (0x20..=0x7e).contains(b))
+}
+
+#[derive(FromRow)]
+struct Stored {
+    fingerprint: String,
+    state: String,
+    status_code: Option<i64>,
+    body: Option<String>,
+    created_at: i64,
+}
+
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match run(state, req, next).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiError> {
+    if !matches!(
+        *req.method(),
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    ) {
+        return Ok(next.run(req).await);
+    }
+    let Some(key) = req.headers().get(HEADER) else {
+        return Ok(next.run(req).await);
+    };
+    if !valid_key(key.as_bytes()) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be 1..=128 printable ASCII characters",
+        ));
+    }
+    let key = String::from_utf8_lossy(key.as_bytes()).into_owned();
+    let scope = caller_scope(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::payload_too_large())?;
+    let fingerprint = {
+        let mut h = Sha256::new();
+        h.update(parts.method.as_str());
+        h.update(b"\n");
+        h.update(parts.uri.path());
+        h.update(b"\n");
+        h.update(&bytes);
+        hex::encode(h.finalize())
+    };
+
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let claimed = sqlx::query(
+        "insert into idempotency_keys (scope, idem_key, fingerprint, state, created_at)
+         values ($1, $2, $3, 'IN_PROGRESS', $4) on conflict (scope, idem_key) do nothing",
+    )
+    .bind(&scope)
+    .bind(&key)
+    .bind(&fingerprint)
+    .bind(to_millis(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let stored: Stored = sqlx::query_as(
+            "select fingerprint, state, status_code, body, created_at from idempotency_keys
+             where scope = $1 and idem_key = $2",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .fetch_one(&mut *tx)
+        .await?;
+        if stored.fingerprint != fingerprint {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used for a different request",
+            ));
+        }
+        if stored.state == "DONE" {
+            return Ok(replay(stored));
+        }
+        let stale = stored.created_at < to_millis(now - IN_FLIGHT_LEASE);
+        if !stale {
+            return Err(ApiError::conflict(
+                "IDEMPOTENCY_KEY_IN_PROGRESS",
+                "a request with this Idempotency-Key is still in progress",
+            ));
+        }
+        tracing::warn!("taking over a stale idempotency claim");
+        sqlx::query(
+            "update idempotency_keys set created_at = $1 where scope = $2 and idem_key = $3",
+        )
+        .bind(to_millis(now))
+        .bind(&scope)
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (res_parts, res_body) = res.into_parts();
+    let body = match to_bytes(res_body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            forget(&state, &scope, &key).await;
+            return Err(ApiError::internal(format!("reading the response: {e}")));
+        }
+    };
+    let status = res_parts.status;
+    let outcome = if status.is_server_error() {
+        // Not stored: a retry may run the request again.
+        forget(&state, &scope, &key).await;
+        Ok(())
+    } else {
+        store_answer(&state, &scope, &key, status, &body).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "could not store an idempotent answer");
+    }
+    Ok(Response::from_parts(res_parts, Body::from(body)))
+}
+
+async fn store_answer(
+    state: &AppState,
+    scope: &str,
+    key: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "update idempotency_keys set state = 'DONE', status_code = $1, body = $2
+         where scope = $3 and idem_key = $4",
+    )
+    .bind(i64::from(status.as_u16()))
+    .bind(String::from_utf8_lossy(body).into_owned())
+    .bind(scope)
+    .bind(key)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+async fn forget(state: &AppState, scope: &str, key: &str) {
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        sqlx::query("delete from idempotency_keys where scope = $1 and idem_key = $2 and state = 'IN_PROGRESS'")
+            .bind(scope)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not release an idempotency claim");
+    }
+}
+
+fn replay(stored: Stored) -> Response {
+    let status = stored
+        .status_code
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut res = (status, stored.body.unwrap_or_default()).into_response();
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
+}
+
+/// Who is asking. Until authentication arrives, admin routes share the scope "admin"
+/// and every other route the scope "public" (the fingerprint still includes the path
+/// and body, so a key can never replay another request's answer).
+fn caller_scope(req: &Request) -> String {
+    if req.uri().path().starts_with("/api/v1/admin/") {
+        "admin".to_string()
+    } else {
+        "public".to_string()
+    }
+}
+
+/// Deletes keys older than [`RETENTION`]. Returns how many.
+pub async fn purge_expired(
+    db: &crate::db::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("delete from idempotency_keys where created_at < $1")
+        .bind(to_millis(now - RETENTION))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_1_to_128_printable_ascii() {
+        assert!(super::valid_key(b"a"));
+        assert!(super::valid_key(&[b'x'; 128]));
+        assert!(!super::valid_key(b""));
+        assert!(!super::valid_key(&[b'x'; 129]));
+        assert!(!super::valid_key(b"tab\there"));
+        assert!(!super::valid_key("한글".as_bytes()));
+    }
+}

@@ -1,0 +1,198 @@
+//! Shared HTTP pieces: extractors that answer malformed input with the contract's
+//! error shape (never axum's plain-text rejections), paging, idempotency.
+
+pub mod idempotency;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+
+/// A JSON body. Wrong content type → 415 `UNSUPPORTED_MEDIA_TYPE`; too large → 413
+/// `PAYLOAD_TOO_LARGE`; bad JSON, wrong types, floats where integers belong, overflow,
+/// unknown fields → 400 `INVALID_REQUEST`.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "expected a JSON body with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::invalid(format!("could not read the body: {rejection}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A positive 64-bit id taken from the path. Anything else → 400 `INVALID_REQUEST`.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: From<i64>> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+        parse_id(&raw).map(|id| PathId(T::from(id)))
+    }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::invalid(format!(
+            "`{raw}` is not a valid id (a positive 64-bit integer)"
+        ))),
+    }
+}
+
+/// `?limit=` (1..=100, default 20) and `?cursor=` (opaque).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub limit: i64,
+    /// Items strictly after this key in the list's order.
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PagingParams {
+    /// Page size, 1..=100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let params: PagingParams = serde_urlencoded_query(parts)?;
+        let limit = match params.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => return Err(ApiError::invalid(format!("limit must be 1..={MAX_PAGE}"))),
+            },
+        };
+        let after = match params.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(decode_cursor(c)?),
+        };
+        Ok(Paging { limit, after })
+    }
+}
+
+/// A query string parsed into `T`; malformed → 400 `INVALID_REQUEST`.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        serde_urlencoded_query(parts).map(Query)
+    }
+}
+
+/// Parses the query string into `T`, refusing malformed ones with a 400.
+fn serde_urlencoded_query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))
+}
+
+pub fn encode_cursor(key: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("k{key}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('k').and_then(|n| n.parse::<i64>().ok()))
+        .ok_or_else(|| ApiError::invalid("invalid cursor"))
+}
+
+/// A page of a list: `{"items": [...], "nextCursor": "..." | null}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in list order; `key` gives
+    /// the keyset value of an item.
+    pub fn from_rows(mut rows: Vec<T>, paging: Paging, key: impl Fn(&T) -> i64) -> Self {
+        let limit = paging.limit as usize;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| encode_cursor(key(last)))
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_garbage_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert!(decode_cursor("not a cursor!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x1")).is_err());
+    }
+
+    #[test]
+    fn ids_must_be_positive_i64() {
+        assert_eq!(parse_id("7").unwrap(), 7);
+        for bad in ["0", "-1", "1.5", "abc", "99999999999999999999", ""] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Orders. Placing an order holds its stock and coupon at once, all or nothing;
+//! paying takes the final amount from the balance at most once; cancelling or expiring
+//! gives back what the order held (and refunds a paid one). Each step is one
+//! transaction whose state change is a guarded update
+//! (`set status = 'PAID' where status = 'PENDING'`), so racing requests cannot both
+//! win, and paying or cancelling writes its outbox event in the same transaction.
+
+pub mod routes;
+pub mod service;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::balance::BalanceError;
+use crate::error::ApiError;
+use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+use crate::money::Won;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => OrderStatus::Pending,
+            "PAID" => OrderStatus::Paid,
+            "CANCELLED" => OrderStatus::Cancelled,
+            "EXPIRED" => OrderStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: ProductId,
+    /// The product's name when the order was placed.
+    pub name: String,
+    /// The product's price when the order was placed.
+    pub unit_price: Won,
+    pub quantity: i64,
+    /// unitPrice × quantity.
+    pub amount: Won,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    pub items: Vec<OrderItem>,
+    pub user_coupon_id: Option<UserCouponId>,
+    /// Sum of the items' amounts.
+    pub total_amount: Won,
+    pub discount_amount: Won,
+    /// totalAmount − discountAmount: what payment takes from the balance.
+    pub final_amount: Won,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// When a PENDING order expires and releases what it holds.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("order {0} not found")]
+    NotFound(OrderId),
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
+    #[error("not enough stock of product {0}")]
+    InsufficientStock(ProductId),
+    #[error("the coupon cannot be used: {0}")]
+    CouponNotUsable(&'static str),
+    #[error("insufficient balance")]
+    InsufficientBalance,
+    #[error("the order is {0:?}, not PENDING (or its payment window has passed)")]
+    NotPayable(OrderStatus),
+    #[error("the order is {0:?} and cannot be cancelled")]
+    NotCancellable(OrderStatus),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<BalanceError> for OrderError {
+    fn from(err: BalanceError) -> Self {
+        match err {
+            BalanceError::UserNotFound(u) => OrderError::UserNotFound(u),
+            BalanceError::Insufficient | BalanceError::LimitExceeded(_) => {
+                OrderError::InsufficientBalance
+            }
+            BalanceError::Db(e) => OrderError::Db(e),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(err: OrderError) -> Self {
+        let msg = err.to_string();
+        match err {
+            OrderError::NotFound(_) => ApiError::not_found("ORDER_NOT_FOUND", msg),
+            OrderError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
+            OrderError::ProductNotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", msg),
+            OrderError::InsufficientStock(_) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
+            OrderError::CouponNotUsable(_) => ApiError::conflict("COUPON_NOT_USABLE", msg),
+            OrderError::InsufficientBalance => ApiError::conflict("INSUFFICIENT_BALANCE", msg),
+            OrderError::NotPayable(_) => ApiError::conflict("ORDER_NOT_PAYABLE", msg),
+            OrderError::NotCancellable(_) => ApiError::conflict("ORDER_NOT_CANCELLABLE", msg),
+            OrderError::Invalid(_) => ApiError::invalid(msg),
+            OrderError::Db(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `/api/v1/orders` and `/api/v1/users/{id}/orders`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::service::{self, Line, OrderRules, PlaceOrder};
+use super::{Order, OrderError, store};
+use crate::app::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::http::{Json, Page, Paging, PagingParams, PathId};
+use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orders", post(place))
+        .route("/api/v1/orders/{orderId}", get(detail))
+        .route("/api/v1/orders/{orderId}/payment", post(pay))
+        .route("/api/v1/orders/{orderId}/cancel", post(cancel))
+        .route("/api/v1/users/{userId}/orders", get(list_for_user))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OrderItemRequest {
+    pub product_id: i64,
+    /// 1..=1,000 by default (`SHOP_MAX_ITEM_QUANTITY`).
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlaceOrderRequest {
+    pub user_id: i64,
+    /// 1..=50 items by default (`SHOP_MAX_ORDER_ITEMS`); a product may appear more
+    /// than once, its demand is summed.
+    pub items: Vec<OrderItemRequest>,
+    pub user_coupon_id: Option<i64>,
+    /// Create and pay in one atomic step.
+    #[serde(default)]
+    pub pay: bool,
+}
+
+impl AppState {
+    pub fn order_rules(&self) -> OrderRules {
+        OrderRules {
+            max_items: self.config.max_order_items,
+            max_quantity: self.config.max_item_quantity,
+            ttl: chrono::TimeDelta::from_std(self.config.order_ttl())
+                .unwrap_or(chrono::TimeDelta::minutes(5)),
+        }
+    }
+}
+
+/// Place an order: holds its stock and coupon, all or nothing. With `"pay": true`
+/// it is paid in the same step (either a PAID order exists after, or nothing changed).
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = Order), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
+pub async fn place(
+    State(state): State<AppState>,
+    Json(req): Json<PlaceOrderRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Order>)> {
+    if req.user_id <= 0 || req.user_coupon_id.is_some_and(|c| c <= 0) {
+        return Err(OrderError::Invalid("ids must be positive".into()).into());
+    }
+    let place = PlaceOrder {
+        user: UserId(req.user_id),
+        lines: req
+            .items
+            .iter()
+            .map(|i| Line {
+                product: ProductId(i.product_id),
+                quantity: i.quantity,
+            })
+            .collect(),
+        user_coupon: req.user_coupon_id.map(UserCouponId),
+        pay: req.pay,
+    };
+    let rules = state.order_rules();
+    service::validate_lines(&place.lines, rules)?;
+    let mut tx = state.db.begin().await?;
+    let order = service::place(&mut tx, &place, rules, state.clock.now()).await?;
+    tx.commit().await?;
+    if req.pay {
+        metrics::counter!("shop_orders_paid_total").increment(1);
+    }
+    Ok((StatusCode::CREATED, axum::Json(order)))
+}
+
+/// An order.
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders",
+    params(("orderId" = i64, Path)),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    PathId(id): PathId<OrderId>,
+) -> ApiResult<axum::Json<Order>> {
+    let mut conn = state.db.read().acquire().await?;
+    Ok(axum::Json(store::get(&mut conn, id).await?))
+}
+
+/// Pay a PENDING order from the balance. At most once, whatever races.
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
+    params(("orderId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 200, body = Order, description = "the order, now PAID"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
+pub async fn pay(
+    State(state): State<AppState>,
+    PathId(id): PathId<OrderId>,
+) -> ApiResult<axum::Json<Order>> {
+    let mut tx = state.db.begin().await?;
+    let order = service::pay(&mut tx, id, state.clock.now()).await?;
+    tx.commit().await?;
+    metrics::counter!("shop_orders_paid_total").increment(1);
+    Ok(axum::Json(order))
+}
+
+/// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
+/// refunded.
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
+    params(("orderId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 200, body = Order, description = "the order, now CANCELLED"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathId(id): PathId<OrderId>,
+) -> ApiResult<axum::Json<Order>> {
+    let mut tx = state.db.begin().await?;
+    let order = service::cancel(&mut tx, id, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(axum::Json(order))
+}
+
+/// A user's orders, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{userId}/orders", tag = "users",
+    params(("userId" = i64, Path), PagingParams),
+    responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
+pub async fn list_for_user(
+    State(state): State<AppState>,
+    PathId(user): PathId<UserId>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<Order>>> {
+    let mut conn = state.db.read().acquire().await?;
+    let rows = store::list_for_user(&mut conn, user, paging).await?;
+    if rows.is_empty() && !crate::balance::store::user_exists(&mut *conn, user).await? {
+        return Err(OrderError::UserNotFound(user).into());
+    }
+    Ok(axum::Json(Page::from_rows(rows, paging, |o| o.id.0)))
+}

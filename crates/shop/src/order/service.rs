@@ -1,0 +1,318 @@
+//! The order flows. Each function runs inside the caller's transaction and either
+//! finishes its whole change or returns an error (the caller then drops the
+//! transaction, which rolls everything back: nothing half-applied).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::AnyConnection;
+
+use super::store::{self, NewOrder};
+use super::{Order, OrderError, OrderItem, OrderStatus};
+use crate::balance::{self, LedgerKind};
+use crate::clock::to_millis;
+use crate::coupon::{self, UserCouponStatus};
+use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+use crate::money::{self, Won};
+use crate::outbox;
+use crate::product;
+
+/// One requested line.
+#[derive(Debug, Clone, Copy)]
+pub struct Line {
+    pub product: ProductId,
+    pub quantity: i64,
+}
+
+/// A validated order request.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    pub user: UserId,
+    pub lines: Vec<Line>,
+    pub user_coupon: Option<UserCouponId>,
+    pub pay: bool,
+}
+
+/// Limits from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRules {
+    pub max_items: usize,
+    pub max_quantity: i64,
+    pub ttl: TimeDelta,
+}
+
+/// Checks the shape of a request: 1..=max items, quantities 1..=max, positive ids.
+pub fn validate_lines(lines: &[Line], rules: OrderRules) -> Result<(), OrderError> {
+    if lines.is_empty() || lines.len() > rules.max_items {
+        return Err(OrderError::Invalid(format!(
+            "an order has 1..={} items",
+            rules.max_items
+        )));
+    }
+    for line in lines {
+        if line.product.0 <= 0 {
+            return Err(OrderError::Invalid(
+                "productId must be a positive id".into(),
+            ));
+        }
+        if !(1..=rules.max_quantity).contains(&line.quantity) {
+            return Err(OrderError::Invalid(format!(
+                "quantity must be 1..={}",
+                rules.max_quantity
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Demand summed per product, in product-id order (every transaction takes product
+/// rows in the same order, so two orders cannot deadlock on PostgreSQL).
+pub fn demand(lines: &[Line]) -> BTreeMap<ProductId, i64> {
+    let mut demand = BTreeMap::new();
+    for line in lines {
+        *demand.entry(line.product).or_insert(0) += line.quantity;
+    }
+    demand
+}
+
+/// Places an order: holds all its stock and its coupon, or nothing. With `pay`, also
+/// pays it in the same transaction.
+pub async fn place(
+    conn: &mut AnyConnection,
+    req: &PlaceOrder,
+    rules: OrderRules,
+    now: DateTime<Utc>,
+) -> Result<Order, OrderError> {
+    validate_lines(&req.lines, rules)?;
+    if !balance::store::user_exists(&mut *conn, req.user).await? {
+        return Err(OrderError::UserNotFound(req.user));
+    }
+    let mut priced = BTreeMap::new();
+    for (&product_id, &quantity) in &demand(&req.lines) {
+        match product::store::take_stock(&mut *conn, product_id, quantity).await? {
+            Some(p) => {
+                priced.insert(product_id, p);
+            }
+            None => {
+                return Err(match product::store::get(&mut *conn, product_id).await {
+                    Ok(_) => OrderError::InsufficientStock(product_id),
+                    Err(product::ProductError::NotFound(_)) => {
+                        OrderError::ProductNotFound(product_id)
+                    }
+                    Err(product::ProductError::Db(e)) => OrderError::Db(e),
+                    Err(_) => OrderError::InsufficientStock(product_id),
+                });
+            }
+        }
+    }
+    let items: Vec<OrderItem> = req
+        .lines
+        .iter()
+        .map(|line| {
+            let p = &priced[&line.product];
+            let amount = p.price.checked_mul(line.quantity).ok_or_else(overflow)?;
+            Ok(OrderItem {
+                product_id: line.product,
+                name: p.name.clone(),
+                unit_price: p.price,
+                quantity: line.quantity,
+                amount,
+            })
+        })
+        .collect::<Result<_, OrderError>>()?;
+    let total = money::order_total(items.iter().map(|i| (i.unit_price, i.quantity)))
+        .ok_or_else(overflow)?;
+
+    let discount = match req.user_coupon {
+        None => Won::ZERO,
+        Some(id) => {
+            let c = coupon::store::get_user_coupon(&mut *conn, id, now)
+                .await?
+                .filter(|c| c.user_id == req.user)
+                .ok_or(OrderError::CouponNotUsable("not one of the user's coupons"))?;
+            match c.status {
+                UserCouponStatus::Available => {}
+                UserCouponStatus::Used => return Err(OrderError::CouponNotUsable("already used")),
+                UserCouponStatus::Expired => return Err(OrderError::CouponNotUsable("expired")),
+            }
+            if total < c.min_order_amount {
+                return Err(OrderError::CouponNotUsable(
+                    "the order is under the minimum amount",
+                ));
+            }
+            money::discount(c.discount_type, c.discount_value, total)
+        }
+    };
+
+    let now_ms = to_millis(now);
+    let id = store::insert(
+        conn,
+        &NewOrder {
+            user: req.user,
+            user_coupon: req.user_coupon,
+            total,
+            discount,
+            items: &items,
+            created_at_ms: now_ms,
+            expires_at_ms: to_millis(now + rules.ttl),
+        },
+    )
+    .await?;
+    if let Some(c) = req.user_coupon {
+        // Guarded: only one order can take a free coupon, however many race for it.
+        if !coupon::store::hold(&mut *conn, c, req.user, id, now_ms).await? {
+            return Err(OrderError::CouponNotUsable("already used"));
+        }
+    }
+    if req.pay {
+        return pay(conn, id, now).await;
+    }
+    store::get(conn, id).await
+}
+
+fn overflow() -> OrderError {
+    OrderError::Invalid("the order total is too large".into())
+}
+
+/// Pays a PENDING order from the user's balance, at most once. Refusals leave the
+/// order as it was.
+pub async fn pay(
+    conn: &mut AnyConnection,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> Result<Order, OrderError> {
+    let now_ms = to_millis(now);
+    if !store::transition(
+        &mut *conn,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        now_ms,
+    )
+    .await?
+    {
+        return Err(match store::status(&mut *conn, id).await? {
+            None => OrderError::NotFound(id),
+            Some(s) => OrderError::NotPayable(s),
+        });
+    }
+    let order = store::get(&mut *conn, id).await?;
+    balance::store::debit_for_order(&mut *conn, order.user_id, order.final_amount, id, now_ms)
+        .await?;
+    outbox::store::enqueue(conn, outbox::EventType::OrderPaid, &order, now).await?;
+    Ok(order)
+}
+
+/// Cancels a PENDING order (releasing what it holds) or a PAID one (also refunding the
+/// balance). EXPIRED and CANCELLED orders cannot be cancelled.
+pub async fn cancel(
+    conn: &mut AnyConnection,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> Result<Order, OrderError> {
+    let now_ms = to_millis(now);
+    let was_paid = if store::transition(
+        &mut *conn,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Cancelled,
+        now_ms,
+    )
+    .await?
+    {
+        false
+    } else if store::transition(
+        &mut *conn,
+        id,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        now_ms,
+    )
+    .await?
+    {
+        true
+    } else {
+        return Err(match store::status(&mut *conn, id).await? {
+            None => OrderError::NotFound(id),
+            Some(s) => OrderError::NotCancellable(s),
+        });
+    };
+    let order = store::get(&mut *conn, id).await?;
+    if was_paid {
+        balance::store::credit(
+            &mut *conn,
+            order.user_id,
+            order.final_amount,
+            None,
+            LedgerKind::Refund,
+            Some(id),
+            now_ms,
+        )
+        .await?;
+    }
+    release(conn, &order).await?;
+    outbox::store::enqueue(conn, outbox::EventType::OrderCancelled, &order, now).await?;
+    Ok(order)
+}
+
+/// Expires `id` if it is still PENDING and its time is up. Returns whether it did.
+pub async fn expire(
+    conn: &mut AnyConnection,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> Result<bool, OrderError> {
+    if !store::transition(
+        &mut *conn,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Expired,
+        to_millis(now),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    let order = store::get(&mut *conn, id).await?;
+    release(conn, &order).await?;
+    Ok(true)
+}
+
+/// Gives back the stock and coupon an order held.
+async fn release(conn: &mut AnyConnection, order: &Order) -> Result<(), OrderError> {
+    for (product_id, quantity) in store::held_quantities(&mut *conn, order.id).await? {
+        product::store::return_stock(&mut *conn, product_id, quantity).await?;
+    }
+    if let Some(c) = order.user_coupon_id {
+        coupon::store::release(conn, c, order.id).await?;
+    }
+    Ok(())
+}
+
+/// Expires every PENDING order whose time is up (in batches of `batch`), releasing
+/// what they hold. Safe to run beside requests: each expiry is a guarded transition,
+/// so a payment racing it either wins (and the expiry skips it) or loses.
+pub async fn expire_due(
+    db: &crate::db::Db,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<usize, OrderError> {
+    let mut expired = 0;
+    loop {
+        let due = store::due_for_expiry(db.read(), to_millis(now), batch).await?;
+        if due.is_empty() {
+            return Ok(expired);
+        }
+        let mut tx = db.begin().await?;
+        let mut moved = 0;
+        for id in &due {
+            if expire(&mut tx, *id, now).await? {
+                moved += 1;
+            }
+        }
+        tx.commit().await?;
+        expired += moved;
+        if (due.len() as i64) < batch || moved == 0 {
+            return Ok(expired);
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The relay: moves outbox rows to the sink, oldest first, keeping each order's
+//! events in order (an order whose earlier event is waiting for a retry is skipped
+//! until that event is through).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio_util::sync::CancellationToken;
+
+use super::sink::Sink;
+use super::store;
+use crate::clock::{Clock, to_millis};
+use crate::db::Db;
+
+/// Most events handled in one pass.
+const BATCH: i64 = 200;
+
+/// Retry delay after `attempts` failures: exponential from 1 s, capped at 5 minutes,
+/// with "equal jitter" (half fixed, half random) so retries from many events spread.
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = 1_000u64.saturating_mul(1u64 << attempts.clamp(0, 20));
+    let capped = exp.min(300_000);
+    Duration::from_millis(capped / 2 + fastrand::u64(0..=capped / 2))
+}
+
+pub struct Relay {
+    pub db: Db,
+    pub sink: Sink,
+    pub clock: Arc<dyn Clock>,
+    pub interval: Duration,
+}
+
+impl Relay {
+    /// Runs until `shutdown`, finishing the pass in progress.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            match self.pass().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox relay pass failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One pass over the undelivered events. Returns how many were delivered.
+    pub async fn pass(&mut self) -> anyhow::Result<usize> {
+        let events = store::undelivered(self.db.read(), BATCH).await?;
+        metrics::gauge!("shop_outbox_backlog").set(events.len() as f64);
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let now_ms = to_millis(now);
+        let mut blocked: HashSet<i64> = HashSet::new();
+        let mut sent = Vec::new();
+        let mut failed = Vec::new();
+        for ev in &events {
+            if blocked.contains(&ev.order_id) {
+                continue;
+            }
+            if ev.next_attempt_at > now_ms {
+                blocked.insert(ev.order_id);
+                continue;
+            }
+            match self.sink.send(&ev.id, &ev.payload, now.timestamp()).await {
+                Ok(()) => sent.push(ev.seq),
+                Err(e) => {
+                    blocked.insert(ev.order_id);
+                    let retry_at =
+                        now + TimeDelta::from_std(backoff(ev.attempts)).unwrap_or_default();
+                    failed.push((ev.seq, to_millis(retry_at), format!("{e:#}")));
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.sink.flush().await?;
+        }
+        let mut tx = self.db.begin().await?;
+        for seq in &sent {
+            store::mark_delivered(&mut tx, *seq, now_ms).await?;
+        }
+        for (seq, retry_at, error) in &failed {
+            store::mark_failed(&mut tx, *seq, *retry_at, error).await?;
+        }
+        tx.commit().await?;
+        let sink = self.sink.name();
+        metrics::counter!("shop_outbox_delivered_total", "sink" => sink)
+            .increment(sent.len() as u64);
+        metrics::counter!("shop_outbox_failures_total", "sink" => sink)
+            .increment(failed.len() as u64);
+        if !failed.is_empty() {
+            tracing::warn!(failed = failed.len(), sink, error = %failed[0].2, "event delivery failed, will retry");
+        }
+        if sent.is_empty() {
+            // Nothing went through: wait for the next tick rather than spin.
+            return Ok(0);
+        }
+        Ok(sent.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        for attempts in 0..40 {
+            let d = backoff(attempts).as_millis() as u64;
+            let full = (1_000u64 << attempts.min(20)).min(300_000);
+            assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `/api/v1/products` (public reads) and `/api/v1/admin/products` (create, rename,
+//! reprice, adjust stock).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{MAX_STOCK, Product, store, validate_name, validate_price};
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Json, Page, Paging, PagingParams, PathId};
+use crate::ids::ProductId;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/products", get(list))
+        .route("/api/v1/products/{productId}", get(detail))
+        .route("/api/v1/admin/products", post(create))
+        .route("/api/v1/admin/products/{productId}", patch(update))
+        .route(
+            "/api/v1/admin/products/{productId}/stock",
+            post(adjust_stock),
+        )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductRequest {
+    /// 1..=200 characters.
+    pub name: String,
+    /// Won per unit, 0..=1,000,000,000.
+    pub price: i64,
+    /// Initial stock, 0..=1,000,000,000.
+    pub stock: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProductRequest {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockRequest {
+    /// Units to add (negative to remove); non-zero.
+    pub delta: i64,
+}
+
+/// Products in id order.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PagingParams),
+    responses((status = 200, body = Page<Product>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<Product>>> {
+    let rows = store::list(state.db.read(), paging).await?;
+    Ok(axum::Json(Page::from_rows(rows, paging, |p| p.id.0)))
+}
+
+/// One product, with the stock that can be ordered now.
+#[utoipa::path(get, path = "/api/v1/products/{productId}", tag = "products",
+    params(("productId" = i64, Path)),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+) -> ApiResult<axum::Json<Product>> {
+    Ok(axum::Json(store::get(state.db.read(), id).await?))
+}
+
+/// Create a product (admin).
+#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
+    request_body = CreateProductRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateProductRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Product>)> {
+    let name = validate_name(&req.name)?;
+    let price = validate_price(req.price)?;
+    if !(0..=MAX_STOCK).contains(&req.stock) {
+        return Err(ApiError::invalid(format!("stock must be 0..={MAX_STOCK}")));
+    }
+    let mut tx = state.db.begin().await?;
+    let product = store::create(
+        &mut tx,
+        &name,
+        price,
+        req.stock,
+        to_millis(state.clock.now()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+/// Rename and/or reprice a product (admin). Placed orders keep their prices.
+#[utoipa::path(patch, path = "/api/v1/admin/products/{productId}", tag = "admin",
+    request_body = UpdateProductRequest,
+    params(("productId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+    Json(req): Json<UpdateProductRequest>,
+) -> ApiResult<axum::Json<Product>> {
+    let name = req.name.as_deref().map(validate_name).transpose()?;
+    let price = req.price.map(validate_price).transpose()?;
+    let mut tx = state.db.begin().await?;
+    let product = store::update(
+        &mut tx,
+        id,
+        name.as_deref(),
+        price,
+        to_millis(state.clock.now()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(product))
+}
+
+/// Add or remove stock (admin). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
+#[utoipa::path(post, path = "/api/v1/admin/products/{productId}/stock", tag = "admin",
+    request_body = StockRequest,
+    params(("productId" = i64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
+pub async fn adjust_stock(
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+    Json(req): Json<StockRequest>,
+) -> ApiResult<axum::Json<Product>> {
+    if req.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&req.delta) {
+        return Err(ApiError::invalid(format!(
+            "delta must be non-zero and within ±{MAX_STOCK}"
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    let product = store::adjust_stock(&mut tx, id, req.delta, to_millis(state.clock.now())).await?;
+    tx.commit().await?;
+    Ok(axum::Json(product))
+}

@@ -1,0 +1,147 @@
+//! Top products by quantity in PAID orders paid within the last days (72 hours by
+//! default), ties broken by lower product id. Served from a short in-process cache
+//! (`SHOP_POPULAR_CACHE_SECS`, at most 10 s), so a rush of reads costs one query per
+//! window and key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::Query;
+use crate::ids::ProductId;
+use crate::money::Won;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PopularProduct {
+    /// 1-based.
+    pub rank: i64,
+    pub product_id: ProductId,
+    pub name: String,
+    pub price: Won,
+    pub sold_quantity: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Popular {
+    pub items: Vec<PopularProduct>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PopularParams {
+    /// Window in days, 1..=30 (default 3).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 30)]
+    pub days: Option<String>,
+    /// How many, 1..=100 (default 5).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+type Key = (i64, i64);
+type Entries = HashMap<Key, (Instant, Arc<Popular>)>;
+
+/// The cache of computed rankings.
+#[derive(Clone, Default)]
+pub struct RankingCache {
+    entries: Arc<Mutex<Entries>>,
+}
+
+impl RankingCache {
+    fn get(&self, key: Key, ttl: Duration) -> Option<Arc<Popular>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: Key, value: Arc<Popular>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(key, (Instant::now(), value));
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/products/popular", get(popular))
+}
+
+fn parse_range(raw: Option<&str>, default: i64, max: i64, name: &str) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(format!("{name} must be 1..={max}"))),
+        },
+    }
+}
+
+#[derive(FromRow)]
+struct Row {
+    product_id: i64,
+    name: String,
+    price: i64,
+    sold: i64,
+}
+
+/// Computes the ranking now, from the database.
+pub async fn compute(state: &AppState, days: i64, limit: i64) -> Result<Popular, sqlx::Error> {
+    let since = to_millis(state.clock.now() - TimeDelta::days(days));
+    let rows: Vec<Row> = sqlx::query_as(
+        "select i.product_id, p.name, p.price, cast(sum(i.quantity) as bigint) as sold
+         from orders o
+         join order_items i on i.order_id = o.id
+         join products p on p.id = i.product_id
+         where o.status = 'PAID' and o.paid_at >= $1
+         group by i.product_id, p.name, p.price
+         order by sold desc, i.product_id asc
+         limit $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(state.db.read())
+    .await?;
+    Ok(Popular {
+        items: rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| PopularProduct {
+                rank: i as i64 + 1,
+                product_id: ProductId(r.product_id),
+                name: r.name,
+                price: Won(r.price),
+                sold_quantity: r.sold,
+            })
+            .collect(),
+    })
+}
+
+/// Top products by quantity paid in the last `days` (default 3 days = 72 hours).
+/// At most `SHOP_POPULAR_CACHE_SECS` (default 5, never above 10) seconds stale.
+#[utoipa::path(get, path = "/api/v1/products/popular", tag = "products", params(PopularParams),
+    responses((status = 200, body = Popular), (status = 400, body = ErrorBody)))]
+pub async fn popular(
+    State(state): State<AppState>,
+    Query(params): Query<PopularParams>,
+) -> ApiResult<axum::Json<Arc<Popular>>> {
+    let days = parse_range(params.days.as_deref(), 3, 30, "days")?;
+    let limit = parse_range(params.limit.as_deref(), 5, 100, "limit")?;
+    let ttl = state.config.popular_cache_ttl();
+    if let Some(hit) = state.ranking.get((days, limit), ttl) {
+        return Ok(axum::Json(hit));
+    }
+    let fresh = Arc::new(compute(&state, days, limit).await?);
+    state.ranking.put((days, limit), fresh.clone());
+    Ok(axum::Json(fresh))
+}

@@ -1,0 +1,387 @@
+//! The test harness: a real server on a free loopback port with a fresh SQLite
+//! database in a temporary directory, a manual clock, and helpers that read the
+//! database to check the contract's invariants.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shop::app::{self, AppState};
+use shop::clock::ManualClock;
+use shop::config::Config;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub shutdown: CancellationToken,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A server with the default configuration (no demo data).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose configuration `tweak` may change first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::defaults();
+    config.database_url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    config.demo_data = Some(false);
+    config.outbox_interval_ms = 20;
+    config.expiry_interval_ms = 50;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    tweak(&mut config);
+    let clock = ManualClock::new();
+    let state = AppState::new(config, clock.clone())
+        .await
+        .expect("app state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    app::spawn_workers(&state, shutdown.clone()).expect("workers");
+    tokio::spawn(app::serve(listener, state.clone(), shutdown.clone()));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client,
+        state,
+        clock,
+        shutdown,
+        dir,
+    }
+}
+
+/// An answer: status and JSON body (`Value::Null` when the body is not JSON).
+pub type Answer = (StatusCode, Value);
+
+async fn answer(res: reqwest::Response) -> Answer {
+    let status = res.status();
+    let bytes = res.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        answer(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        answer(
+            self.client
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// POST without a body (payment, cancel).
+    pub async fn post_empty(&self, path: &str) -> Answer {
+        answer(self.client.post(self.url(path)).send().await.expect("POST")).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        answer(
+            self.client
+                .patch(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("PATCH"),
+        )
+        .await
+    }
+
+    /// POST with an `Idempotency-Key`.
+    pub async fn post_with_key(&self, path: &str, body: Value, key: &str) -> Answer {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        answer(res).await
+    }
+
+    /// POST of raw bytes with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        answer(res).await
+    }
+
+    // ---- fixtures through the API ----
+
+    pub async fn create_user(&self, name: &str) -> i64 {
+        let (s, b) = self.post("/api/v1/users", json!({ "name": name })).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
+    pub async fn charge(&self, user: i64, amount: i64) -> Answer {
+        self.post(
+            &format!("/api/v1/users/{user}/balance/charge"),
+            json!({ "amount": amount }),
+        )
+        .await
+    }
+
+    /// A user with `balance` won (charged in steps within the per-charge limit).
+    pub async fn user_with_balance(&self, name: &str, balance: i64) -> i64 {
+        let user = self.create_user(name).await;
+        let mut left = balance;
+        while left > 0 {
+            let step = left.min(1_000_000);
+            let (s, b) = self.charge(user, step).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            left -= step;
+        }
+        user
+    }
+
+    pub async fn balance(&self, user: i64) -> i64 {
+        let (s, b) = self.get(&format!("/api/v1/users/{user}/balance")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["balance"].as_i64().unwrap()
+    }
+
+    pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> i64 {
+        let (s, b) = self
+            .post(
+                "/api/v1/admin/products",
+                json!({ "name": name, "price": price, "stock": stock }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
+    pub async fn stock(&self, product: i64) -> i64 {
+        let (s, b) = self.get(&format!("/api/v1/products/{product}")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["stock"].as_i64().unwrap()
+    }
+
+    /// A coupon from `body` (defaults: FIXED 1,000 won, 100 of them).
+    pub async fn create_coupon(&self, body: Value) -> i64 {
+        let mut full = json!({
+            "name": "test coupon", "discountType": "FIXED", "discountValue": 1000, "totalQuantity": 100
+        });
+        for (k, v) in body.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let (s, b) = self.post("/api/v1/admin/coupons", full).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
+    pub async fn issue(&self, coupon: i64, user: i64) -> Answer {
+        self.post(
+            &format!("/api/v1/coupons/{coupon}/issue"),
+            json!({ "userId": user }),
+        )
+        .await
+    }
+
+    /// Issues and returns the user coupon id.
+    pub async fn issued(&self, coupon: i64, user: i64) -> i64 {
+        let (s, b) = self.issue(coupon, user).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
+    /// Places an order of `items` ((productId, quantity)).
+    pub async fn order(
+        &self,
+        user: i64,
+        items: &[(i64, i64)],
+        coupon: Option<i64>,
+        pay: bool,
+    ) -> Answer {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(p, q)| json!({ "productId": p, "quantity": q }))
+            .collect();
+        let mut body = json!({ "userId": user, "items": items, "pay": pay });
+        if let Some(c) = coupon {
+            body["userCouponId"] = json!(c);
+        }
+        self.post("/api/v1/orders", body).await
+    }
+
+    pub async fn pay(&self, order: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/orders/{order}/payment"))
+            .await
+    }
+
+    pub async fn cancel(&self, order: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/orders/{order}/cancel"))
+            .await
+    }
+
+    /// Runs the expiry worker's pass now, at the manual clock's time.
+    pub async fn expire_now(&self) -> usize {
+        shop::order::service::expire_due(&self.state.db, shop::clock::Clock::now(&*self.clock), 500)
+            .await
+            .expect("expiry pass")
+    }
+
+    // ---- reading the database ----
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .fetch_one(self.state.db.read())
+            .await
+            .expect(sql);
+        n
+    }
+
+    /// Waits (up to 10 s) until `sql` returns `want`.
+    pub async fn wait_for(&self, sql: &str, want: i64) {
+        for _ in 0..500 {
+            if self.scalar(sql).await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "`{sql}` never became {want} (is {})",
+            self.scalar(sql).await
+        );
+    }
+
+    /// Asserts every invariant of the contract by reading the database.
+    pub async fn check_invariants(&self) {
+        let checks = [
+            ("a balance below zero", "select count(*) from users where balance < 0"),
+            (
+                "a balance that differs from its ledger",
+                "select count(*) from users u where u.balance <>
+                   (select coalesce(cast(sum(l.amount) as bigint), 0) from balance_ledger l where l.user_id = u.id)",
+            ),
+            (
+                "a ledger entry whose balanceAfter is not the running sum",
+                "select count(*) from balance_ledger l where l.balance_after <>
+                   (select cast(sum(m.amount) as bigint) from balance_ledger m where m.user_id = l.user_id and m.id <= l.id)",
+            ),
+            ("stock below zero", "select count(*) from products where stock < 0"),
+            (
+                "stock that is not adjustments minus what PENDING and PAID orders hold",
+                "select count(*) from products p where p.stock <>
+                   (select coalesce(cast(sum(a.delta) as bigint), 0) from stock_adjustments a where a.product_id = p.id)
+                   - (select coalesce(cast(sum(i.quantity) as bigint), 0) from order_items i join orders o on o.id = i.order_id
+                      where i.product_id = p.id and o.status in ('PENDING', 'PAID'))",
+            ),
+            (
+                "a coupon issued above its total, or a counter that is not the issued count",
+                "select count(*) from coupons c where c.issued_quantity > c.total_quantity
+                   or c.issued_quantity <> (select count(*) from user_coupons uc where uc.coupon_id = c.id)",
+            ),
+            (
+                "a PAID order without exactly one PAYMENT of its final amount",
+                "select count(*) from orders o where o.status = 'PAID' and
+                   (select count(*) from balance_ledger l where l.order_id = o.id and l.kind = 'PAYMENT' and l.amount = -o.final_amount) <> 1",
+            ),
+            (
+                "a PAID order without exactly one order.paid event",
+                "select count(*) from orders o where o.status = 'PAID' and
+                   (select count(*) from outbox_events e where e.order_id = o.id and e.event_type = 'order.paid') <> 1",
+            ),
+            (
+                "a payment entry for an order that was never paid",
+                "select count(*) from balance_ledger l join orders o on o.id = l.order_id
+                   where l.kind = 'PAYMENT' and o.paid_at is null",
+            ),
+            (
+                "a cancelled paid order without exactly one refund",
+                "select count(*) from orders o where o.status = 'CANCELLED' and o.paid_at is not null and
+                   (select count(*) from balance_ledger l where l.order_id = o.id and l.kind = 'REFUND' and l.amount = o.final_amount) <> 1",
+            ),
+            (
+                "a coupon held by an order that is not PENDING or PAID, or not its own",
+                "select count(*) from user_coupons uc left join orders o on o.id = uc.order_id
+                   where uc.order_id is not null and (o.id is null or o.status not in ('PENDING', 'PAID')
+                   or o.user_coupon_id <> uc.id or o.user_id <> uc.user_id)",
+            ),
+            (
+                "a PENDING or PAID order with a coupon that it does not hold",
+                "select count(*) from orders o join user_coupons uc on uc.id = o.user_coupon_id
+                   where o.status in ('PENDING', 'PAID') and (uc.order_id is null or uc.order_id <> o.id)",
+            ),
+            (
+                "an order whose final amount is not total minus discount",
+                "select count(*) from orders where final_amount <> total_amount - discount_amount or final_amount < 0",
+            ),
+        ];
+        for (what, sql) in checks {
+            assert_eq!(self.scalar(sql).await, 0, "invariant broken: {what}");
+        }
+    }
+}
+
+/// Runs `n` copies of `f(i)` at once and returns their results in order.
+pub async fn race<F, Fut, T>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let fut = f(i);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                fut.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! Black-box HTTP tests against the real router, a real server and a fresh SQLite
+//! database per test. One binary, a file per domain.
+
+mod helpers;
+
+mod balance;
