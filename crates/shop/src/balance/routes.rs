@@ -11,9 +11,11 @@ use super::{Balance, LedgerEntry, LedgerKind, User, store, validate_name};
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::idempotency::Idempotency;
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::UserId;
 use crate::money::Won;
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,13 +46,13 @@ pub struct ChargeRequest {
     responses((status = 201, body = User), (status = 400, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
+    idem: Idempotency,
     Json(req): Json<CreateUserRequest>,
-) -> ApiResult<(StatusCode, axum::Json<User>)> {
+) -> ApiResult<Response> {
     let name = validate_name(&req.name)?;
     let mut tx = state.db.begin().await?;
     let user = store::create_user(&mut tx, &name, to_millis(state.clock.now())).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(user)))
+    idem.commit_json(tx, StatusCode::CREATED, &user).await
 }
 
 /// The user's balance.
@@ -74,9 +76,10 @@ pub async fn get_balance(
         (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
 pub async fn charge(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(user): PathId<UserId>,
     Json(req): Json<ChargeRequest>,
-) -> ApiResult<axum::Json<Balance>> {
+) -> ApiResult<Response> {
     let max = state.config.max_charge;
     if !(1..=max).contains(&req.amount) {
         return Err(ApiError::invalid(format!("amount must be 1..={max} won")));
@@ -92,11 +95,15 @@ pub async fn charge(
         to_millis(state.clock.now()),
     )
     .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Balance {
-        user_id: user,
-        balance: after,
-    }))
+    idem.commit_json(
+        tx,
+        StatusCode::OK,
+        &Balance {
+            user_id: user,
+            balance: after,
+        },
+    )
+    .await
 }
 
 /// The balance history, newest first.

@@ -14,10 +14,12 @@ use super::{Coupon, UserCoupon, UserCouponView};
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::idempotency::Idempotency;
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{CouponId, UserId};
 use crate::money::{DiscountType, Won};
 use crate::product::MAX_PRICE;
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -108,13 +110,13 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
     responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    idem: Idempotency,
     Json(req): Json<CreateCouponRequest>,
-) -> ApiResult<(StatusCode, axum::Json<Coupon>)> {
+) -> ApiResult<Response> {
     let new = validate(req)?;
     let mut tx = state.db.begin().await?;
     let coupon = store::create(&mut tx, &new, to_millis(state.clock.now())).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(coupon)))
+    idem.commit_json(tx, StatusCode::CREATED, &coupon).await
 }
 
 /// A coupon, with how many have been issued.
@@ -139,17 +141,18 @@ pub async fn detail(
             description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED, COUPON_NOT_IN_ISSUE_PERIOD")))]
 pub async fn issue(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(id): PathId<CouponId>,
     Json(req): Json<IssueRequest>,
-) -> ApiResult<(StatusCode, axum::Json<UserCoupon>)> {
+) -> ApiResult<Response> {
     if req.user_id <= 0 {
         return Err(ApiError::invalid("userId must be a positive id"));
     }
     let mut tx = state.db.begin().await?;
     let issued = store::issue(&mut tx, id, UserId(req.user_id), state.clock.now()).await?;
-    tx.commit().await?;
+    let res = idem.commit_json(tx, StatusCode::CREATED, &issued).await?;
     metrics::counter!("shop_coupons_issued_total").increment(1);
-    Ok((StatusCode::CREATED, axum::Json(issued)))
+    Ok(res)
 }
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.

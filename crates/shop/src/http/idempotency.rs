@@ -4,21 +4,119 @@
 //! the stored answer without doing the work again; with another fingerprint it is
 //! refused with 422 `IDEMPOTENCY_KEY_REUSED`; while the first is in flight, 409
 //! `IDEMPOTENCY_KEY_IN_PROGRESS`. Keys are scoped to the caller and kept 24 hours or
-//! more. A claim left behind by a crashed server is taken over after
-//! [`IN_FLIGHT_LEASE`].
+//! more.
+//!
+//! A successful mutation records its answer in its own transaction
+//! ([`Idempotency::commit_json`]), so "the work is done" and "the answer is stored" are
+//! one atomic fact: a timeout, a dropped connection or a crash after the commit can
+//! never make a retry do the work twice. Refusals change nothing, so their answers are
+//! stored afterwards. A claim whose request was abandoned before its commit is
+//! released at once (or, after a crash, taken over after [`IN_FLIGHT_LEASE`]).
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use crate::app::AppState;
 use crate::clock::to_millis;
-use crate::error::ApiError;
+use crate::db::Tx;
+use crate::error::{ApiError, ApiResult};
+
+/// The claim of the request in progress (placed in the request's extensions by the
+/// middleware).
+#[derive(Debug, Clone)]
+struct Claim {
+    scope: String,
+    key: String,
+}
+
+/// Handlers that mutate take this and finish with [`Idempotency::commit_json`].
+pub struct Idempotency(Option<Claim>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Idempotency(parts.extensions.get::<Claim>().cloned()))
+    }
+}
+
+impl Idempotency {
+    /// Serializes the answer, stores it under the request's key inside `tx` (when the
+    /// request has one), commits, and returns the answer.
+    pub async fn commit_json<T: Serialize>(
+        &self,
+        mut tx: Tx,
+        status: StatusCode,
+        value: &T,
+    ) -> ApiResult<Response> {
+        let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
+        if let Some(claim) = &self.0 {
+            record(&mut tx, &claim.scope, &claim.key, status, &body).await?;
+        }
+        tx.commit().await?;
+        Ok((
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response())
+    }
+}
+
+/// Marks the claim DONE with its answer (a no-op when already DONE).
+async fn record(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update idempotency_keys set state = 'DONE', status_code = $1, body = $2
+         where scope = $3 and idem_key = $4 and state = 'IN_PROGRESS'",
+    )
+    .bind(i64::from(status.as_u16()))
+    .bind(String::from_utf8_lossy(body).into_owned())
+    .bind(scope)
+    .bind(key)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Releases the claim if the middleware is dropped before it finishes (a timeout or
+/// a client that went away): the work either committed, and with it the answer
+/// (then the release deletes nothing), or it rolled back and may run again.
+struct ReleaseOnDrop {
+    state: Option<(AppState, String, String)>,
+}
+
+impl ReleaseOnDrop {
+    fn disarm(&mut self) {
+        self.state = None;
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some((state, scope, key)) = self.state.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { forget(&state, &scope, &key).await });
+        }
+    }
+}
 
 pub const HEADER: &str = "idempotency-key";
 /// How long a claim may stay in flight before another request may take it over
@@ -131,9 +229,16 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
     }
     tx.commit().await?;
 
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let mut guard = ReleaseOnDrop {
+        state: Some((state.clone(), scope.clone(), key.clone())),
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(Claim {
+        scope: scope.clone(),
+        key: key.clone(),
+    });
+    let res = next.run(req).await;
+    guard.disarm();
     let (res_parts, res_body) = res.into_parts();
     let body = match to_bytes(res_body, usize::MAX).await {
         Ok(b) => b,
@@ -164,16 +269,7 @@ async fn store_answer(
     body: &[u8],
 ) -> Result<(), sqlx::Error> {
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "update idempotency_keys set state = 'DONE', status_code = $1, body = $2
-         where scope = $3 and idem_key = $4",
-    )
-    .bind(i64::from(status.as_u16()))
-    .bind(String::from_utf8_lossy(body).into_owned())
-    .bind(scope)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
+    record(&mut tx, scope, key, status, body).await?;
     tx.commit().await
 }
 

@@ -11,8 +11,10 @@ use super::service::{self, Line, OrderRules, PlaceOrder};
 use super::{Order, OrderError, store};
 use crate::app::AppState;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::idempotency::Idempotency;
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,8 +67,9 @@ impl AppState {
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
 pub async fn place(
     State(state): State<AppState>,
+    idem: Idempotency,
     Json(req): Json<PlaceOrderRequest>,
-) -> ApiResult<(StatusCode, axum::Json<Order>)> {
+) -> ApiResult<Response> {
     if req.user_id <= 0 || req.user_coupon_id.is_some_and(|c| c <= 0) {
         return Err(OrderError::Invalid("ids must be positive".into()).into());
     }
@@ -87,11 +90,11 @@ pub async fn place(
     service::validate_lines(&place.lines, rules)?;
     let mut tx = state.db.begin().await?;
     let order = service::place(&mut tx, &place, rules, state.clock.now()).await?;
-    tx.commit().await?;
+    let res = idem.commit_json(tx, StatusCode::CREATED, &order).await?;
     if req.pay {
         metrics::counter!("shop_orders_paid_total").increment(1);
     }
-    Ok((StatusCode::CREATED, axum::Json(order)))
+    Ok(res)
 }
 
 /// An order.
@@ -115,13 +118,14 @@ pub async fn detail(
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
 pub async fn pay(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(id): PathId<OrderId>,
-) -> ApiResult<axum::Json<Order>> {
+) -> ApiResult<Response> {
     let mut tx = state.db.begin().await?;
     let order = service::pay(&mut tx, id, state.clock.now()).await?;
-    tx.commit().await?;
+    let res = idem.commit_json(tx, StatusCode::OK, &order).await?;
     metrics::counter!("shop_orders_paid_total").increment(1);
-    Ok(axum::Json(order))
+    Ok(res)
 }
 
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
@@ -134,12 +138,12 @@ pub async fn pay(
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
 pub async fn cancel(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(id): PathId<OrderId>,
-) -> ApiResult<axum::Json<Order>> {
+) -> ApiResult<Response> {
     let mut tx = state.db.begin().await?;
     let order = service::cancel(&mut tx, id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(axum::Json(order))
+    idem.commit_json(tx, StatusCode::OK, &order).await
 }
 
 /// A user's orders, newest first.

@@ -51,7 +51,12 @@ impl Relay {
     /// One pass over the undelivered events. Returns how many were delivered.
     pub async fn pass(&mut self) -> anyhow::Result<usize> {
         let events = store::undelivered(self.db.read(), BATCH).await?;
-        metrics::gauge!("shop_outbox_backlog").set(events.len() as f64);
+        let backlog = if (events.len() as i64) < BATCH {
+            events.len() as i64
+        } else {
+            store::backlog(self.db.read()).await?
+        };
+        metrics::gauge!("shop_outbox_backlog").set(backlog as f64);
         if events.is_empty() {
             return Ok(0);
         }

@@ -12,8 +12,10 @@ use super::{MAX_STOCK, Product, store, validate_name, validate_price};
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::idempotency::Idempotency;
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::ProductId;
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -81,8 +83,9 @@ pub async fn detail(
     responses((status = 201, body = Product), (status = 400, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    idem: Idempotency,
     Json(req): Json<CreateProductRequest>,
-) -> ApiResult<(StatusCode, axum::Json<Product>)> {
+) -> ApiResult<Response> {
     let name = validate_name(&req.name)?;
     let price = validate_price(req.price)?;
     if !(0..=MAX_STOCK).contains(&req.stock) {
@@ -97,8 +100,7 @@ pub async fn create(
         to_millis(state.clock.now()),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(product)))
+    idem.commit_json(tx, StatusCode::CREATED, &product).await
 }
 
 /// Rename and/or reprice a product (admin). Placed orders keep their prices.
@@ -109,9 +111,10 @@ pub async fn create(
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(id): PathId<ProductId>,
     Json(req): Json<UpdateProductRequest>,
-) -> ApiResult<axum::Json<Product>> {
+) -> ApiResult<Response> {
     let name = req.name.as_deref().map(validate_name).transpose()?;
     let price = req.price.map(validate_price).transpose()?;
     let mut tx = state.db.begin().await?;
@@ -123,8 +126,7 @@ pub async fn update(
         to_millis(state.clock.now()),
     )
     .await?;
-    tx.commit().await?;
-    Ok(axum::Json(product))
+    idem.commit_json(tx, StatusCode::OK, &product).await
 }
 
 /// Add or remove stock (admin). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
@@ -136,9 +138,10 @@ pub async fn update(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
     State(state): State<AppState>,
+    idem: Idempotency,
     PathId(id): PathId<ProductId>,
     Json(req): Json<StockRequest>,
-) -> ApiResult<axum::Json<Product>> {
+) -> ApiResult<Response> {
     if req.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&req.delta) {
         return Err(ApiError::invalid(format!(
             "delta must be non-zero and within ±{MAX_STOCK}"
@@ -146,6 +149,5 @@ pub async fn adjust_stock(
     }
     let mut tx = state.db.begin().await?;
     let product = store::adjust_stock(&mut tx, id, req.delta, to_millis(state.clock.now())).await?;
-    tx.commit().await?;
-    Ok(axum::Json(product))
+    idem.commit_json(tx, StatusCode::OK, &product).await
 }

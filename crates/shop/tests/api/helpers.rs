@@ -2,7 +2,6 @@
 //! database in a temporary directory, a manual clock, and helpers that read the
 //! database to check the contract's invariants.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use shop::config::Config;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
     pub state: AppState,
@@ -61,7 +59,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .build()
         .unwrap();
     TestApp {
-        addr,
         base: format!("http://{addr}"),
         client,
         state,

@@ -4,3 +4,12 @@
 mod helpers;
 
 mod balance;
+mod coupons;
+mod errors;
+mod idempotency;
+mod ops;
+mod orders;
+mod outbox;
+mod products;
+mod races;
+mod ranking;
