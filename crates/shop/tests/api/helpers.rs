@@ -184,6 +184,12 @@ impl TestApp {
         b["balance"].as_i64().unwrap()
     }
 
+    pub async fn order_status(&self, order: i64) -> String {
+        let (s, b) = self.get(&format!("/api/v1/orders/{order}")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["status"].as_str().unwrap().to_string()
+    }
+
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> i64 {
         let (s, b) = self
             .post(

@@ -102,12 +102,6 @@ async fn order_count(app: &TestApp) -> i64 {
     app.scalar("select count(*) from orders").await
 }
 
-async fn order_status(app: &TestApp, order: i64) -> String {
-    let (s, o) = app.get(&format!("/api/v1/orders/{order}")).await;
-    assert_eq!(s, StatusCode::OK, "{o}");
-    o["status"].as_str().unwrap().to_string()
-}
-
 async fn pending_order(app: &TestApp, user: i64, product: i64, quantity: i64) -> i64 {
     let (s, o) = app.order(user, &[(product, quantity)], None, false).await;
     assert_eq!(s, StatusCode::CREATED, "{o}");
@@ -262,7 +256,7 @@ async fn a_refused_answer_is_replayed_even_when_a_retry_would_now_succeed() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let again = post_empty(&app, &path, Some("pay-k")).await;
     assert_eq!(again, refused);
-    assert_eq!(order_status(&app, order).await, "PENDING");
+    assert_eq!(app.order_status(order).await, "PENDING");
     assert_eq!(app.balance(user).await, 5_000);
     // a new key does the work
     let paid = post_empty(&app, &path, Some("pay-k2")).await;
@@ -398,7 +392,7 @@ async fn the_same_key_on_another_path_is_422_and_changes_nothing() {
     );
     assert_eq!(app.balance(a).await, 1000);
     assert_eq!(app.balance(b).await, 10_000);
-    assert_eq!(order_status(&app, order).await, "PENDING");
+    assert_eq!(app.order_status(order).await, "PENDING");
     app.check_invariants().await;
 }
 
@@ -452,7 +446,7 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing() {
     }
     assert_eq!(app.balance(user).await, 0);
     assert_eq!(ledger_count(&app, user).await, 0);
-    assert_eq!(order_status(&app, order).await, "PENDING");
+    assert_eq!(app.order_status(order).await, "PENDING");
     assert_eq!(app.scalar("select count(*) from products").await, 1);
     assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
 

@@ -55,12 +55,6 @@ async fn pending(app: &TestApp, user: i64, items: &[(i64, i64)], coupon: Option<
     id_of(&a)
 }
 
-async fn order_status(app: &TestApp, order: i64) -> String {
-    let (s, b) = app.get(&format!("/api/v1/orders/{order}")).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    b["status"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_charges_of_one_user_are_all_applied() {
     let app = app().await;
@@ -435,7 +429,7 @@ async fn cancel_racing_payment_ends_consistent() {
     for round in 0..ROUNDS {
         let order = orders[round];
         let (pay, cancel) = (&answers[2 * round], &answers[2 * round + 1]);
-        let status = order_status(&app, order).await;
+        let status = app.order_status(order).await;
         let payments = app
             .scalar(&format!(
                 "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
@@ -618,7 +612,7 @@ async fn payment_racing_expiry_past_the_ttl_is_refused() {
     );
     assert_eq!(app.balance(user).await, 1_000_000);
     for order in &orders {
-        assert_eq!(order_status(&app, *order).await, "EXPIRED");
+        assert_eq!(app.order_status(*order).await, "EXPIRED");
     }
     // The released coupons are usable again.
     let (s, b) = app.order(user, &[(product, 1)], Some(ucs[0]), true).await;
