@@ -39,7 +39,12 @@ pub struct AppState {
 impl AppState {
     /// Connects to the database (running migrations) and seeds demo data when asked.
     pub async fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-        let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+        let db = Db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            Duration::from_millis(config.db_statement_timeout_ms),
+        )
+        .await?;
         let state = AppState {
             db,
             clock,
@@ -158,6 +163,7 @@ pub fn spawn_workers(
         sink,
         clock: state.clock.clone(),
         interval: Duration::from_millis(state.config.outbox_interval_ms.max(10)),
+        locks: None,
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown));
@@ -166,6 +172,9 @@ pub fn spawn_workers(
 
 /// The JSON-lines file events go to when no webhook is set: beside the database.
 pub fn events_file(state: &AppState) -> std::path::PathBuf {
+    if let Some(path) = &state.config.events_file {
+        return path.clone();
+    }
     match &state.db.sqlite_path {
         Some(db) => db.with_extension("events.jsonl"),
         None => std::path::PathBuf::from("shop-events.jsonl"),

@@ -30,6 +30,12 @@ pub struct Config {
     #[arg(long, env = "SHOP_DATA_PLATFORM_URL")]
     pub data_platform_url: Option<String>,
 
+    /// Where events go when no webhook is set (JSON lines). Default: beside the SQLite
+    /// database (`shop.db` → `shop.events.jsonl`), or `shop-events.jsonl` in the
+    /// working directory on PostgreSQL.
+    #[arg(long, env = "SHOP_EVENTS_FILE")]
+    pub events_file: Option<std::path::PathBuf>,
+
     /// Secret for the webhook's `Shop-Signature` (HMAC-SHA256).
     #[arg(long, env = "SHOP_DATA_PLATFORM_SECRET", hide_env_values = true)]
     pub data_platform_secret: Option<String>,
@@ -82,6 +88,10 @@ pub struct Config {
     /// Database connections for reads (writes on SQLite use one connection).
     #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// Longest a single SQL statement may run on PostgreSQL, in milliseconds.
+    #[arg(long, env = "SHOP_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_statement_timeout_ms: u64,
 
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]

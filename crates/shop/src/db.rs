@@ -33,11 +33,18 @@ pub struct Db {
     read: AnyPool,
     /// The SQLite database file, when embedded.
     pub sqlite_path: Option<PathBuf>,
+    url: String,
 }
 
 impl Db {
-    /// Connects to `url` and runs the migrations of its backend.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+    /// Connects to `url` and runs the migrations of its backend. On PostgreSQL every
+    /// statement is bounded by `statement_timeout` (so a stuck query cannot hold a
+    /// row lock forever) and an idle transaction by four times that.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let db = if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -68,11 +75,28 @@ impl Db {
                 write,
                 read,
                 sqlite_path: Some(file),
+                url,
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let timeout_ms = statement_timeout.as_millis().max(1) as u64;
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                            .await?;
+                        conn.execute(
+                            format!(
+                                "SET idle_in_transaction_session_timeout = {}",
+                                timeout_ms * 4
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await
                 .context("connecting to PostgreSQL")?;
@@ -81,6 +105,7 @@ impl Db {
                 write: pool.clone(),
                 read: pool,
                 sqlite_path: None,
+                url: url.to_string(),
             }
         } else {
             anyhow::bail!("unsupported database URL (expected sqlite://PATH or postgres://...)");
@@ -122,6 +147,16 @@ impl Db {
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> bool {
         sqlx::query("select 1").execute(&self.read).await.is_ok()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// A connection of its own, outside the pools (for a holder of session locks).
+    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::Connection;
+        sqlx::AnyConnection::connect(&self.url).await
     }
 
     pub async fn close(&self) {

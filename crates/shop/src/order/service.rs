@@ -238,6 +238,9 @@ pub async fn cancel(
         });
     };
     let order = store::get(&mut *conn, id).await?;
+    // Rows are locked in one order everywhere (products, then coupons, then users),
+    // so concurrent flows cannot deadlock on PostgreSQL: release before refunding.
+    release(&mut *conn, &order).await?;
     if was_paid {
         balance::store::credit(
             &mut *conn,
@@ -250,7 +253,6 @@ pub async fn cancel(
         )
         .await?;
     }
-    release(conn, &order).await?;
     outbox::store::enqueue(conn, outbox::EventType::OrderCancelled, &order, now).await?;
     Ok(order)
 }
@@ -289,20 +291,19 @@ async fn release(conn: &mut AnyConnection, order: &Order) -> Result<(), OrderErr
 }
 
 /// Expires every PENDING order whose time is up (in batches of `batch`), releasing
-/// what they hold. Safe to run beside requests: each expiry is a guarded transition,
-/// so a payment racing it either wins (and the expiry skips it) or loses.
+/// what they hold. Safe to run beside requests and on many instances at once: each
+/// expiry is a guarded transition, so a payment racing it either wins (and the expiry
+/// skips it) or loses, and no order is expired twice.
 pub async fn expire_due(
     db: &crate::db::Db,
     now: DateTime<Utc>,
     batch: i64,
 ) -> Result<usize, OrderError> {
+    let skip_locked = db.backend == crate::db::Backend::Postgres;
     let mut expired = 0;
     loop {
-        let due = store::due_for_expiry(db.read(), to_millis(now), batch).await?;
-        if due.is_empty() {
-            return Ok(expired);
-        }
         let mut tx = db.begin().await?;
+        let due = store::due_for_expiry(&mut tx, to_millis(now), batch, skip_locked).await?;
         let mut moved = 0;
         for id in &due {
             if expire(&mut tx, *id, now).await? {

@@ -229,18 +229,27 @@ pub async fn held_quantities(
     Ok(rows.into_iter().map(|(p, q)| (ProductId(p), q)).collect())
 }
 
-/// PENDING orders whose time is up, oldest first.
+/// PENDING orders whose time is up, oldest first. With `skip_locked` (PostgreSQL),
+/// rows another instance is expiring right now are locked for this transaction or
+/// skipped, so instances share the work instead of repeating it.
 pub async fn due_for_expiry(
-    ex: impl Executor<'_, Database = Any>,
+    conn: &mut AnyConnection,
     now_ms: i64,
     limit: i64,
+    skip_locked: bool,
 ) -> Result<Vec<OrderId>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "select id from orders where status = 'PENDING' and expires_at <= $1 order by expires_at limit $2",
-    )
+    let lock = if skip_locked {
+        " for update skip locked"
+    } else {
+        ""
+    };
+    let rows: Vec<(i64,)> = sqlx::query_as(&format!(
+        "select id from orders where status = 'PENDING' and expires_at <= $1
+         order by expires_at limit $2{lock}"
+    ))
     .bind(now_ms)
     .bind(limit)
-    .fetch_all(ex)
+    .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|(id,)| OrderId(id)).collect())
 }

@@ -1,6 +1,12 @@
 //! The relay: moves outbox rows to the sink, oldest first, keeping each order's
 //! events in order (an order whose earlier event is waiting for a retry is skipped
 //! until that event is through).
+//!
+//! On PostgreSQL many instances relay at once: events are split into partitions by
+//! order id (so one order's events stay in one partition, in order), and a partition
+//! is relayed only by the instance holding its advisory lock. Each instance tries the
+//! partitions from a random starting point, so the work spreads over the instances
+//! and none waits while another has a backlog.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,8 +20,12 @@ use super::store;
 use crate::clock::{Clock, to_millis};
 use crate::db::Db;
 
-/// Most events handled in one pass.
+/// Most events handled in one pass (of one partition).
 const BATCH: i64 = 200;
+/// Partitions of the outbox on PostgreSQL.
+pub const PARTITIONS: i64 = 16;
+/// The first key of the relay's advisory locks (the second is the partition).
+const LOCK_CLASS: i32 = 0x5348_4f50; // "SHOP"
 
 /// Retry delay after `attempts` failures: exponential from 1 s, capped at 5 minutes,
 /// with "equal jitter" (half fixed, half random) so retries from many events spread.
@@ -30,6 +40,8 @@ pub struct Relay {
     pub sink: Sink,
     pub clock: Arc<dyn Clock>,
     pub interval: Duration,
+    /// PostgreSQL: the connection that holds partition locks (locks die with it).
+    pub locks: Option<sqlx::AnyConnection>,
 }
 
 impl Relay {
@@ -50,13 +62,46 @@ impl Relay {
 
     /// One pass over the undelivered events. Returns how many were delivered.
     pub async fn pass(&mut self) -> anyhow::Result<usize> {
-        let events = store::undelivered(self.db.read(), BATCH).await?;
-        let backlog = if (events.len() as i64) < BATCH {
-            events.len() as i64
-        } else {
-            store::backlog(self.db.read()).await?
-        };
+        let backlog = store::backlog(self.db.read()).await?;
         metrics::gauge!("shop_outbox_backlog").set(backlog as f64);
+        if backlog == 0 {
+            return Ok(0);
+        }
+        if !self.db.is_postgres() {
+            return self.pass_over(None).await;
+        }
+        let mut locks = match self.locks.take() {
+            Some(conn) => conn,
+            None => self.db.dedicated_connection().await?,
+        };
+        let start = fastrand::i64(0..PARTITIONS);
+        let mut delivered = 0;
+        for k in 0..PARTITIONS {
+            let partition = (start + k) % PARTITIONS;
+            let (got,): (bool,) = sqlx::query_as("select pg_try_advisory_lock($1, $2)")
+                .bind(LOCK_CLASS)
+                .bind(partition as i32)
+                .fetch_one(&mut locks)
+                .await?;
+            if !got {
+                continue;
+            }
+            let result = self.pass_over(Some(partition)).await;
+            sqlx::query("select pg_advisory_unlock($1, $2)")
+                .bind(LOCK_CLASS)
+                .bind(partition as i32)
+                .execute(&mut locks)
+                .await?;
+            delivered += result?;
+        }
+        self.locks = Some(locks);
+        Ok(delivered)
+    }
+
+    /// Delivers the oldest undelivered events (of one partition, when given).
+    async fn pass_over(&mut self, partition: Option<i64>) -> anyhow::Result<usize> {
+        let events =
+            store::undelivered(self.db.read(), BATCH, partition.map(|p| (PARTITIONS, p))).await?;
         if events.is_empty() {
             return Ok(0);
         }

@@ -46,15 +46,20 @@ pub struct Pending {
     pub next_attempt_at: i64,
 }
 
-/// The oldest undelivered events, in the order they were written.
+/// The oldest undelivered events, in the order they were written; with
+/// `Some((partitions, p))` only those of orders with `order_id % partitions = p`.
 pub async fn undelivered(
     ex: impl Executor<'_, Database = Any>,
     limit: i64,
+    partition: Option<(i64, i64)>,
 ) -> Result<Vec<Pending>, sqlx::Error> {
+    let (partitions, p) = partition.unwrap_or((1, 0));
     sqlx::query_as(
         "select seq, id, order_id, payload, attempts, next_attempt_at from outbox_events
-         where delivered_at is null order by seq limit $1",
+         where delivered_at is null and order_id % $1 = $2 order by seq limit $3",
     )
+    .bind(partitions)
+    .bind(p)
     .bind(limit)
     .fetch_all(ex)
     .await

@@ -1,11 +1,16 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
 
+use crate::helpers::{Backend, spawn_app};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn create_user_charge_and_read_history() {
-    let app = spawn_app().await;
+async fn create_user_charge_and_read_history(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let (s, user) = app.post("/api/v1/users", json!({"name": "kim"})).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(user["name"], "kim");

@@ -2,11 +2,16 @@ use chrono::{TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
 
+use crate::helpers::{Backend, spawn_app};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn admin_creates_a_coupon_and_users_get_one_each() {
-    let app = spawn_app().await;
+async fn admin_creates_a_coupon_and_users_get_one_each(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let (s, c) = app
         .post(
             "/api/v1/admin/coupons",
@@ -67,9 +72,12 @@ async fn admin_creates_a_coupon_and_users_get_one_each() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn issue_window_is_enforced() {
-    let app = spawn_app().await;
+async fn issue_window_is_enforced(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let now = Utc::now();
     let later = app
@@ -109,9 +117,12 @@ fn app_now(app: &crate::helpers::TestApp) -> chrono::DateTime<Utc> {
     shop::clock::Clock::now(&*app.clock)
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn user_coupon_status_follows_orders_and_expiry() {
-    let app = spawn_app().await;
+async fn user_coupon_status_follows_orders_and_expiry(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let p = app.create_product("cup", 10_000, 10).await;
     let coupon = app.create_coupon(json!({"validDays": 1})).await;

@@ -5,7 +5,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 /// The default body limit (`SHOP_MAX_BODY_BYTES`).
 const LIMIT: usize = 64 * 1024;
@@ -289,9 +291,12 @@ const BAD_IDS: &[&str] = &[
 
 // ---- the tests ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn malformed_bodies_are_refused_with_400_and_change_nothing() {
-    let app = spawn_app().await;
+async fn malformed_bodies_are_refused_with_400_and_change_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let charge = format!("/api/v1/users/{}/balance/charge", w.user);
     let users = "/api/v1/users";
@@ -341,9 +346,12 @@ async fn malformed_bodies_are_refused_with_400_and_change_nothing() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_body_that_is_not_json_is_refused_with_415_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn a_body_that_is_not_json_is_refused_with_415_and_changes_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let charge = format!("/api/v1/users/{}/balance/charge", w.user);
     let valid_user = r#"{"name": "kim"}"#;
@@ -433,9 +441,12 @@ async fn a_body_that_is_not_json_is_refused_with_415_and_changes_nothing() {
     assert_eq!(app.scalar("select count(*) from users").await, users);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn wrong_types_floats_and_overflow_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn wrong_types_floats_and_overflow_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let charge = format!("/api/v1/users/{}/balance/charge", w.user);
     let mut cases = Vec::new();
@@ -635,9 +646,12 @@ async fn wrong_types_floats_and_overflow_are_refused_with_400() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn unknown_and_missing_fields_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn unknown_and_missing_fields_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let cases = vec![
         post(
@@ -796,9 +810,12 @@ async fn unknown_and_missing_fields_are_refused_with_400() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn out_of_range_values_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn out_of_range_values_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let charge = format!("/api/v1/users/{}/balance/charge", w.user);
     let mut cases = Vec::new();
@@ -935,9 +952,12 @@ async fn out_of_range_values_are_refused_with_400() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn order_shapes_out_of_range_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn order_shapes_out_of_range_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let order = |items: Vec<Value>| {
         post(
@@ -986,10 +1006,13 @@ async fn order_shapes_out_of_range_are_refused_with_400() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn order_limits_are_inclusive() {
+async fn order_limits_are_inclusive(#[case] backend: Backend) {
     // The boundaries of the refusals above are accepted.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 1_000_000).await;
     let product = app.create_product("bolt", 1, 100_000).await;
     let (s, o) = app.order(user, &[(product, 1); 50], None, false).await;
@@ -1002,9 +1025,12 @@ async fn order_limits_are_inclusive() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn unknown_ids_are_404_with_their_code_and_change_nothing() {
-    let app = spawn_app().await;
+async fn unknown_ids_are_404_with_their_code_and_change_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let item = json!([{ "productId": w.product, "quantity": 1 }]);
     let mut cases = Vec::new();
@@ -1050,9 +1076,12 @@ async fn unknown_ids_are_404_with_their_code_and_change_nothing() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn business_refusals_are_409_and_change_nothing() {
-    let app = spawn_app().await;
+async fn business_refusals_are_409_and_change_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     // a second user with a coupon of their own and a coupon not yet open
     let other = app.create_user("lee").await;
@@ -1159,9 +1188,12 @@ async fn business_refusals_are_409_and_change_nothing() {
     assert_eq!(o["status"], "PENDING");
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn charges_above_the_limits_are_refused() {
-    let app = spawn_app().await;
+async fn charges_above_the_limits_are_refused(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("rich", 99_500_000).await;
     let charge = format!("/api/v1/users/{user}/balance/charge");
     run(
@@ -1208,9 +1240,12 @@ async fn charges_above_the_limits_are_refused() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn bad_ids_in_paths_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn bad_ids_in_paths_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let mut cases = Vec::new();
     for id in BAD_IDS {
@@ -1267,9 +1302,12 @@ async fn bad_ids_in_paths_are_refused_with_400() {
     run(&app, cases).await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn bad_paging_and_ranking_parameters_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn bad_paging_and_ranking_parameters_are_refused_with_400(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let lists = [
         "/api/v1/products".to_string(),
@@ -1326,9 +1364,12 @@ async fn bad_paging_and_ranking_parameters_are_refused_with_400() {
     }
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_body_over_the_size_limit_is_413_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn a_body_over_the_size_limit_is_413_and_changes_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let charge = format!("/api/v1/users/{}/balance/charge", w.user);
     // a valid JSON document padded with spaces to an exact size
@@ -1367,9 +1408,12 @@ async fn a_body_over_the_size_limit_is_413_and_changes_nothing() {
     assert_eq!(reply.body["balance"], before + 1_000);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn unknown_routes_are_404_and_wrong_methods_405() {
-    let app = spawn_app().await;
+async fn unknown_routes_are_404_and_wrong_methods_405(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let u = w.user;
     let p = w.product;
@@ -1431,9 +1475,12 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     assert_eq!(order["status"], "PENDING");
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn no_input_makes_the_server_fail() {
-    let app = spawn_app().await;
+async fn no_input_makes_the_server_fail(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let w = world(&app).await;
     let u = w.user;
     let p = w.product;

@@ -19,25 +19,88 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub shutdown: CancellationToken,
     pub dir: tempfile::TempDir,
+    pg_database: Option<String>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(name) = self.pg_database.take() {
+            drop_postgres_database(name);
+        }
     }
 }
 
+/// The database a test runs on. Every test body runs on each (see `rstest` cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on
+/// (`SHOP_TEST_POSTGRES`, default the local one with trust auth).
+fn postgres_server() -> String {
+    std::env::var("SHOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates an empty database of its own for one test.
+async fn create_postgres_database() -> (String, String) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let name = format!("shop_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::AnyConnection::connect(&format!("{}/postgres", postgres_server()))
+        .await
+        .expect("PostgreSQL must be running for the tests (see README)");
+    admin
+        .execute(format!("create database {name}").as_str())
+        .await
+        .expect("create database");
+    (format!("{}/{name}", postgres_server()), name)
+}
+
+fn drop_postgres_database(name: String) {
+    // Drop runs outside any runtime that could be blocked on: use a thread of its own.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Executor};
+            if let Ok(mut admin) =
+                sqlx::AnyConnection::connect(&format!("{}/postgres", postgres_server())).await
+            {
+                let _ = admin
+                    .execute(format!("drop database if exists {name} with (force)").as_str())
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
 /// A server with the default configuration (no demo data).
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
 }
 
 /// A server whose configuration `tweak` may change first.
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();
-    config.database_url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let mut pg_database = None;
+    config.database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("shop.db").display()),
+        Backend::Postgres => {
+            let (url, name) = create_postgres_database().await;
+            pg_database = Some(name);
+            url
+        }
+    };
     config.demo_data = Some(false);
+    config.events_file = Some(dir.path().join("shop.events.jsonl"));
     config.outbox_interval_ms = 20;
     config.expiry_interval_ms = 50;
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -65,6 +128,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         shutdown,
         dir,
+        pg_database,
     }
 }
 

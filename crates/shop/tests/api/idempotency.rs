@@ -9,7 +9,9 @@ use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, race, spawn_app, spawn_app_with};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, race, spawn_app, spawn_app_with};
 
 /// An answer with its exact bytes, so that a replay can be compared byte for byte.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,9 +113,12 @@ async fn pending_order(app: &TestApp, user: i64, product: i64, quantity: i64) ->
 
 // ---- replays ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_charge_replayed_three_times_is_applied_once() {
-    let app = spawn_app().await;
+async fn a_charge_replayed_three_times_is_applied_once(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let body = r#"{"amount": 1000}"#;
     let first = post(&app, &charge_path(user), body, "charge-1").await;
@@ -129,9 +134,14 @@ async fn a_charge_replayed_three_times_is_applied_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn creating_a_user_replayed_answers_the_same_201_and_creates_one_user() {
-    let app = spawn_app().await;
+async fn creating_a_user_replayed_answers_the_same_201_and_creates_one_user(
+    #[case] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let first = post(&app, "/api/v1/users", r#"{"name": "kim"}"#, "user-1").await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
     let again = post(&app, "/api/v1/users", r#"{"name": "kim"}"#, "user-1").await;
@@ -149,9 +159,12 @@ async fn creating_a_user_replayed_answers_the_same_201_and_creates_one_user() {
     assert_eq!(app.scalar("select count(*) from users").await, 2);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn an_order_replayed_is_placed_once() {
-    let app = spawn_app().await;
+async fn an_order_replayed_is_placed_once(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let product = app.create_product("pen", 1_000, 10).await;
     let body =
@@ -186,9 +199,12 @@ async fn an_order_replayed_is_placed_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_payment_replayed_answers_the_first_200_not_order_not_payable() {
-    let app = spawn_app().await;
+async fn a_payment_replayed_answers_the_first_200_not_order_not_payable(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 10_000).await;
     let product = app.create_product("pen", 1_000, 10).await;
     let order = pending_order(&app, user, product, 2).await;
@@ -241,9 +257,14 @@ async fn a_payment_replayed_answers_the_first_200_not_order_not_payable() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_refused_answer_is_replayed_even_when_a_retry_would_now_succeed() {
-    let app = spawn_app().await;
+async fn a_refused_answer_is_replayed_even_when_a_retry_would_now_succeed(
+    #[case] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let product = app.create_product("pen", 1_000, 10).await;
 
@@ -314,9 +335,12 @@ async fn a_refused_answer_is_replayed_even_when_a_retry_would_now_succeed() {
 
 // ---- reuse ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn the_same_key_with_another_body_is_422_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn the_same_key_with_another_body_is_422_and_changes_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let path = charge_path(user);
     let first = post(&app, &path, r#"{"amount": 1000}"#, "k").await;
@@ -351,9 +375,12 @@ async fn the_same_key_with_another_body_is_422_and_changes_nothing() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn the_same_key_on_another_path_is_422_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn the_same_key_on_another_path_is_422_and_changes_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let a = app.create_user("kim").await;
     let b = app.user_with_balance("lee", 10_000).await;
     let product = app.create_product("pen", 1_000, 10).await;
@@ -398,9 +425,12 @@ async fn the_same_key_on_another_path_is_422_and_changes_nothing() {
 
 // ---- malformed keys ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn malformed_keys_are_refused_with_400_and_change_nothing() {
-    let app = spawn_app().await;
+async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let product = app.create_product("pen", 1_000, 10).await;
     let order = pending_order(&app, user, product, 1).await;
@@ -475,9 +505,12 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing() {
 
 // ---- concurrency ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_charges_with_one_key_are_applied_once() {
-    let app = spawn_app().await;
+async fn concurrent_charges_with_one_key_are_applied_once(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let url = app.url(&charge_path(user));
     let client = app.client.clone();
@@ -528,9 +561,12 @@ async fn concurrent_charges_with_one_key_are_applied_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_payments_with_one_key_pay_once() {
-    let app = spawn_app().await;
+async fn concurrent_payments_with_one_key_pay_once(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 10_000).await;
     let product = app.create_product("pen", 1_000, 10).await;
     let order = pending_order(&app, user, product, 3).await;
@@ -574,9 +610,12 @@ async fn concurrent_payments_with_one_key_pay_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_orders_with_one_key_place_one_order() {
-    let app = spawn_app().await;
+async fn concurrent_orders_with_one_key_place_one_order(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let product = app.create_product("pen", 1_000, 100).await;
     let url = app.url("/api/v1/orders");
@@ -618,9 +657,14 @@ async fn concurrent_orders_with_one_key_place_one_order() {
 
 // ---- what keys do not touch ----
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn requests_without_a_key_or_with_distinct_keys_are_not_deduplicated() {
-    let app = spawn_app().await;
+async fn requests_without_a_key_or_with_distinct_keys_are_not_deduplicated(
+    #[case] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let product = app.create_product("pen", 1_000, 10).await;
     for _ in 0..2 {
@@ -644,9 +688,12 @@ async fn requests_without_a_key_or_with_distinct_keys_are_not_deduplicated() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn gets_are_not_affected_by_keys() {
-    let app = spawn_app().await;
+async fn gets_are_not_affected_by_keys(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let url = app.url(&format!("/api/v1/users/{user}/balance"));
     let first = request(
@@ -684,9 +731,12 @@ async fn gets_are_not_affected_by_keys() {
     assert_eq!(r.body["balance"], 2000);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn keys_are_kept_for_24_hours() {
-    let app = spawn_app().await;
+async fn keys_are_kept_for_24_hours(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let path = charge_path(user);
     let first = post(&app, &path, r#"{"amount": 1000}"#, "day-key").await;
@@ -702,9 +752,12 @@ async fn keys_are_kept_for_24_hours() {
     assert_eq!(ledger_count(&app, user).await, 1);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn an_oversized_body_with_a_key_is_413_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn an_oversized_body_with_a_key_is_413_and_changes_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
     let mut body = r#"{"amount": 1000}"#.to_string();
     body.push_str(&" ".repeat(64 * 1024));
@@ -720,11 +773,16 @@ async fn an_oversized_body_with_a_key_is_413_and_changes_nothing() {
 /// the first request outlive the request timeout after its work has committed but
 /// before its answer is stored. Whatever it answered, the same key must never apply
 /// the charge a second time, however the client retries.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_keyed_charge_that_timed_out_after_its_work_is_not_applied_again() {
+async fn a_keyed_charge_that_timed_out_after_its_work_is_not_applied_again(
+    #[case] backend: Backend,
+) {
     use std::time::Duration;
     let pause = || tokio::time::sleep(Duration::from_millis(200));
-    let app = spawn_app_with(|c| c.request_timeout_secs = 2).await;
+    let app = spawn_app_with(backend, |c| c.request_timeout_secs = 2).await;
     let user = app.create_user("kim").await;
     let body = r#"{"amount": 1000}"#;
     let db = app.state.db.clone();

@@ -1,10 +1,15 @@
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
 
+use crate::helpers::{Backend, spawn_app};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn health_endpoints_answer() {
-    let app = spawn_app().await;
+async fn health_endpoints_answer(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let (s, body) = app.get("/health/live").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["status"], "ok");
@@ -13,9 +18,12 @@ async fn health_endpoints_answer() {
     assert_eq!(body["checks"]["database"], "ok");
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn metrics_count_requests_by_route_and_status() {
-    let app = spawn_app().await;
+async fn metrics_count_requests_by_route_and_status(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 10_000).await;
     let p = app.create_product("p", 100, 10).await;
     app.order(user, &[(p, 1)], None, true).await;
@@ -40,9 +48,12 @@ async fn metrics_count_requests_by_route_and_status() {
     }
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn swagger_ui_and_the_openapi_document_are_served() {
-    let app = spawn_app().await;
+async fn swagger_ui_and_the_openapi_document_are_served(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("swagger"));

@@ -2,15 +2,20 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
+
+use crate::helpers::{Backend, spawn_app};
 
 fn code(b: &Value) -> &str {
     b["code"].as_str().unwrap_or("")
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn place_then_pay_takes_the_final_amount_once() {
-    let app = spawn_app().await;
+async fn place_then_pay_takes_the_final_amount_once(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let a = app.create_product("a", 10_000, 10).await;
     let b = app.create_product("b", 2_500, 10).await;
@@ -66,9 +71,12 @@ async fn place_then_pay_takes_the_final_amount_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn insufficient_stock_holds_nothing() {
-    let app = spawn_app().await;
+async fn insufficient_stock_holds_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let a = app.create_product("a", 100, 10).await;
     let b = app.create_product("b", 100, 1).await;
@@ -88,9 +96,12 @@ async fn insufficient_stock_holds_nothing() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn insufficient_balance_leaves_the_order_pending_until_a_charge() {
-    let app = spawn_app().await;
+async fn insufficient_balance_leaves_the_order_pending_until_a_charge(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 5_000).await;
     let p = app.create_product("p", 8_000, 3).await;
     let (_, order) = app.order(user, &[(p, 1)], None, false).await;
@@ -110,9 +121,12 @@ async fn insufficient_balance_leaves_the_order_pending_until_a_charge() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn pay_true_is_all_or_nothing() {
-    let app = spawn_app().await;
+async fn pay_true_is_all_or_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 5_000).await;
     let p = app.create_product("p", 8_000, 3).await;
     let coupon = app.create_coupon(json!({"discountValue": 1000})).await;
@@ -146,9 +160,12 @@ async fn pay_true_is_all_or_nothing() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn coupon_rules_when_ordering() {
-    let app = spawn_app().await;
+async fn coupon_rules_when_ordering(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let kim = app.user_with_balance("kim", 100_000).await;
     let lee = app.user_with_balance("lee", 100_000).await;
     let p = app.create_product("p", 10_000, 100).await;
@@ -204,9 +221,12 @@ async fn coupon_rules_when_ordering() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn cancelling_releases_or_refunds() {
-    let app = spawn_app().await;
+async fn cancelling_releases_or_refunds(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 50_000).await;
     let p = app.create_product("p", 10_000, 5).await;
     let coupon = app.create_coupon(json!({"discountValue": 2000})).await;
@@ -251,9 +271,12 @@ async fn cancelling_releases_or_refunds() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn pending_orders_expire_after_the_ttl_and_release_what_they_hold() {
-    let app = spawn_app().await;
+async fn pending_orders_expire_after_the_ttl_and_release_what_they_hold(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 50_000).await;
     let p = app.create_product("p", 1_000, 5).await;
     let coupon = app.create_coupon(json!({"discountValue": 100})).await;
@@ -291,9 +314,12 @@ async fn pending_orders_expire_after_the_ttl_and_release_what_they_hold() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn the_order_ttl_is_configurable() {
-    let app = crate::helpers::spawn_app_with(|c| c.order_ttl_secs = 30).await;
+async fn the_order_ttl_is_configurable(#[case] backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |c| c.order_ttl_secs = 30).await;
     let user = app.user_with_balance("kim", 50_000).await;
     let p = app.create_product("p", 1_000, 5).await;
     let (_, o) = app.order(user, &[(p, 1)], None, false).await;
@@ -307,9 +333,12 @@ async fn the_order_ttl_is_configurable() {
     assert_eq!(app.stock(p).await, 5);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_users_orders_newest_first_with_paging() {
-    let app = spawn_app().await;
+async fn a_users_orders_newest_first_with_paging(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 50_000).await;
     let other = app.user_with_balance("lee", 50_000).await;
     let p = app.create_product("p", 100, 50).await;

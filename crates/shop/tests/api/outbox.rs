@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 /// Pays every order, cancels every third one (paid) and every fourth pending one.
 async fn order_traffic(app: &TestApp, n: usize) -> (usize, usize) {
@@ -67,9 +69,14 @@ fn check_events(events: &[Value]) {
     }
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn without_a_webhook_events_go_to_a_json_lines_file_beside_the_database() {
-    let app = spawn_app().await;
+async fn without_a_webhook_events_go_to_a_json_lines_file_beside_the_database(
+    #[case] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let (paid, cancelled) = order_traffic(&app, 24).await;
     let total = (paid + cancelled) as i64;
     assert_eq!(
@@ -127,14 +134,17 @@ async fn spawn_receiver(r: Receiver) -> String {
     format!("http://{addr}/events")
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn webhook_gets_signed_events_retried_until_they_succeed() {
+async fn webhook_gets_signed_events_retried_until_they_succeed(#[case] backend: Backend) {
     let receiver = Receiver {
         fail_first: Arc::new(AtomicUsize::new(2)),
         ..Receiver::default()
     };
     let url = spawn_receiver(receiver.clone()).await;
-    let app = spawn_app_with(|c| {
+    let app = spawn_app_with(backend, |c| {
         c.data_platform_url = Some(url);
         c.data_platform_secret = Some("s3cret".into());
     })
@@ -181,14 +191,17 @@ async fn webhook_gets_signed_events_retried_until_they_succeed() {
     );
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn a_failing_receiver_never_fails_a_payment() {
+async fn a_failing_receiver_never_fails_a_payment(#[case] backend: Backend) {
     let url = spawn_receiver(Receiver {
         always_fail: true,
         ..Receiver::default()
     })
     .await;
-    let app = spawn_app_with(|c| c.data_platform_url = Some(url)).await;
+    let app = spawn_app_with(backend, |c| c.data_platform_url = Some(url)).await;
     let (paid, cancelled) = order_traffic(&app, 8).await;
     assert_eq!(
         app.scalar("select count(*) from orders where paid_at is not null")

@@ -1,11 +1,16 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
 
+use crate::helpers::{Backend, spawn_app};
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn admin_creates_renames_reprices_and_adjusts_stock() {
-    let app = spawn_app().await;
+async fn admin_creates_renames_reprices_and_adjusts_stock(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let (s, p) = app
         .post(
             "/api/v1/admin/products",
@@ -72,9 +77,12 @@ async fn admin_creates_renames_reprices_and_adjusts_stock() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn stock_shown_is_what_can_be_ordered_now() {
-    let app = spawn_app().await;
+async fn stock_shown_is_what_can_be_ordered_now(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let p = app.create_product("mouse", 1_000, 10).await;
     let (s, _) = app.order(user, &[(p, 3)], None, false).await;
@@ -86,9 +94,12 @@ async fn stock_shown_is_what_can_be_ordered_now() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn product_list_pages_with_an_opaque_cursor() {
-    let app = spawn_app().await;
+async fn product_list_pages_with_an_opaque_cursor(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(app.create_product(&format!("p{i}"), 100 * (i + 1), i).await);
@@ -122,9 +133,12 @@ async fn product_list_pages_with_an_opaque_cursor() {
     assert_eq!(page["nextCursor"], Value::Null);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn placed_orders_keep_the_price_they_were_placed_at() {
-    let app = spawn_app().await;
+async fn placed_orders_keep_the_price_they_were_placed_at(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let p = app.create_product("lamp", 10_000, 5).await;
     let (_, order) = app.order(user, &[(p, 1)], None, false).await;

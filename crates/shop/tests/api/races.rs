@@ -10,7 +10,9 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Answer, TestApp, race, spawn_app};
+use rstest::rstest;
+
+use crate::helpers::{Answer, Backend, TestApp, race, spawn_app};
 
 /// `"201"` for a success, `"409 COUPON_SOLD_OUT"` for a refusal.
 fn outcome(a: &Answer) -> String {
@@ -43,8 +45,8 @@ fn id_of(a: &Answer) -> i64 {
         .unwrap_or_else(|| panic!("no id in {} {}", a.0, a.1))
 }
 
-async fn app() -> Arc<TestApp> {
-    Arc::new(spawn_app().await)
+async fn app(backend: Backend) -> Arc<TestApp> {
+    Arc::new(spawn_app(backend).await)
 }
 
 /// Places a PENDING order and returns its id.
@@ -55,9 +57,12 @@ async fn pending(app: &TestApp, user: i64, items: &[(i64, i64)], coupon: Option<
     id_of(&a)
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_charges_of_one_user_are_all_applied() {
-    let app = app().await;
+async fn concurrent_charges_of_one_user_are_all_applied(#[case] backend: Backend) {
+    let app = app(backend).await;
     let user = app.create_user("charger").await;
 
     let answers = race(100, |_| {
@@ -92,9 +97,12 @@ async fn concurrent_charges_of_one_user_are_all_applied() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thirty_buyers_for_ten_units_pay_at_once() {
-    let app = app().await;
+async fn thirty_buyers_for_ten_units_pay_at_once(#[case] backend: Backend) {
+    let app = app(backend).await;
     let product = app.create_product("flash", 10_000, 10).await;
     let mut users = Vec::new();
     for i in 0..30 {
@@ -158,9 +166,12 @@ async fn thirty_buyers_for_ten_units_pay_at_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_hundred_users_rush_fifty_coupons() {
-    let app = app().await;
+async fn two_hundred_users_rush_fifty_coupons(#[case] backend: Backend) {
+    let app = app(backend).await;
     let coupon = app.create_coupon(json!({ "totalQuantity": 50 })).await;
     let mut users = Vec::new();
     for i in 0..200 {
@@ -218,9 +229,12 @@ async fn two_hundred_users_rush_fifty_coupons() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_user_issuing_one_coupon_twenty_times_gets_it_once() {
-    let app = app().await;
+async fn one_user_issuing_one_coupon_twenty_times_gets_it_once(#[case] backend: Backend) {
+    let app = app(backend).await;
     let coupon = app.create_coupon(json!({ "totalQuantity": 100 })).await;
     let user = app.create_user("greedy").await;
 
@@ -251,9 +265,12 @@ async fn one_user_issuing_one_coupon_twenty_times_gets_it_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ten_payments_of_one_order_pay_it_once() {
-    let app = app().await;
+async fn ten_payments_of_one_order_pay_it_once(#[case] backend: Backend) {
+    let app = app(backend).await;
     let product = app.create_product("single", 10_000, 5).await;
     let user = app.user_with_balance("payer", 100_000).await;
     let order = pending(&app, user, &[(product, 1)], None).await;
@@ -308,9 +325,12 @@ async fn ten_payments_of_one_order_pay_it_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn paying_ten_orders_with_balance_for_three() {
-    let app = app().await;
+async fn paying_ten_orders_with_balance_for_three(#[case] backend: Backend) {
+    let app = app(backend).await;
     let product = app.create_product("thing", 10_000, 100).await;
     let user = app.user_with_balance("short", 30_000).await;
     let mut orders = Vec::new();
@@ -392,10 +412,13 @@ async fn paying_ten_orders_with_balance_for_three() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancel_racing_payment_ends_consistent() {
+async fn cancel_racing_payment_ends_consistent(#[case] backend: Backend) {
     const ROUNDS: usize = 20;
-    let app = app().await;
+    let app = app(backend).await;
     let product = app.create_product("contested", 10_000, 50).await;
     let user = app.user_with_balance("undecided", 1_000_000).await;
     let mut orders = Vec::new();
@@ -554,10 +577,13 @@ async fn pay_racing_expiry(
     (pays, passes)
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn payment_racing_expiry_past_the_ttl_is_refused() {
+async fn payment_racing_expiry_past_the_ttl_is_refused(#[case] backend: Backend) {
     const N: usize = 10;
-    let app = app().await;
+    let app = app(backend).await;
     let (product, user, orders, ucs) = expiry_fixture(&app, N).await;
     assert_eq!(app.stock(product).await, 20 - N as i64);
 
@@ -620,10 +646,13 @@ async fn payment_racing_expiry_past_the_ttl_is_refused() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn payment_racing_expiry_within_the_ttl_succeeds() {
+async fn payment_racing_expiry_within_the_ttl_succeeds(#[case] backend: Backend) {
     const N: usize = 10;
-    let app = app().await;
+    let app = app(backend).await;
     let (product, user, orders, ucs) = expiry_fixture(&app, N).await;
 
     let (pays, passes) = pay_racing_expiry(&app, &orders, 2).await;
@@ -678,9 +707,12 @@ async fn payment_racing_expiry_within_the_ttl_succeeds() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_coupon_in_ten_simultaneous_orders_is_used_once() {
-    let app = app().await;
+async fn one_coupon_in_ten_simultaneous_orders_is_used_once(#[case] backend: Backend) {
+    let app = app(backend).await;
     let product = app.create_product("popular", 10_000, 100).await;
     let user = app.user_with_balance("sly", 1_000_000).await;
     let coupon = app.create_coupon(json!({ "totalQuantity": 10 })).await;
@@ -723,12 +755,15 @@ async fn one_coupon_in_ten_simultaneous_orders_is_used_once() {
     app.check_invariants().await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_storm_keeps_every_invariant() {
+async fn mixed_storm_keeps_every_invariant(#[case] backend: Backend) {
     const USERS: usize = 60;
     const STOCK: i64 = 30;
     const COUPONS: i64 = 20;
-    let app = app().await;
+    let app = app(backend).await;
     let product = app.create_product("storm", 10_000, STOCK).await;
     let coupon = app
         .create_coupon(json!({ "totalQuantity": COUPONS, "discountValue": 1000 }))

@@ -2,7 +2,9 @@ use chrono::TimeDelta;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 async fn popular(app: &TestApp, query: &str) -> Vec<(i64, i64)> {
     let (s, body) = app.get(&format!("/api/v1/products/popular{query}")).await;
@@ -22,10 +24,13 @@ async fn popular(app: &TestApp, query: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn top_five_by_paid_quantity_in_the_last_three_days() {
+async fn top_five_by_paid_quantity_in_the_last_three_days(#[case] backend: Backend) {
     // no cache: every read sees the database
-    let app = spawn_app_with(|c| c.popular_cache_secs = 0).await;
+    let app = spawn_app_with(backend, |c| c.popular_cache_secs = 0).await;
     let user = app.user_with_balance("kim", 10_000_000).await;
     let mut products = Vec::new();
     for i in 0..7 {
@@ -82,9 +87,12 @@ async fn top_five_by_paid_quantity_in_the_last_three_days() {
     assert!(popular(&app, "").await.is_empty());
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn popular_is_cached_briefly_and_validates_its_query() {
-    let app = spawn_app_with(|c| c.popular_cache_secs = 10).await;
+async fn popular_is_cached_briefly_and_validates_its_query(#[case] backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.popular_cache_secs = 10).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let p = app.create_product("p", 100, 100).await;
     assert!(popular(&app, "").await.is_empty());
