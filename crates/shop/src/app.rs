@@ -17,6 +17,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Backend, Db};
@@ -33,6 +34,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub ranking: RankingCache,
+    pub cache: Cache,
     pub metrics: PrometheusHandle,
 }
 
@@ -45,8 +47,10 @@ impl AppState {
             Duration::from_millis(config.db_statement_timeout_ms),
         )
         .await?;
+        let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix).await?;
         let state = AppState {
             db,
+            cache,
             clock,
             config: Arc::new(config),
             ranking: RankingCache::default(),
@@ -124,11 +128,23 @@ async fn live() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Ready when the database answers (503 otherwise). Redis is optional: when it is
+/// configured but down, requests still succeed from the database and the status says
+/// "degraded".
 async fn ready(State(state): State<AppState>) -> Response {
     let db = state.db.ping().await;
+    let redis = state.cache.ping().await;
+    let status = match (db, redis) {
+        (false, _) => "unavailable",
+        (true, Some(false)) => "degraded",
+        _ => "ok",
+    };
     let body = serde_json::json!({
-        "status": if db { "ok" } else { "unavailable" },
-        "checks": {"database": if db { "ok" } else { "down" }},
+        "status": status,
+        "checks": {
+            "database": if db { "ok" } else { "down" },
+            "redis": match redis { None => "off", Some(true) => "ok", Some(false) => "down" },
+        },
     });
     let status = if db {
         StatusCode::OK
@@ -186,7 +202,7 @@ async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
     let mut passes: u64 = 0;
     loop {
         let now = state.clock.now();
-        match order::service::expire_due(&state.db, now, 200).await {
+        match state.expire_due(now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired unpaid orders"),
             Err(e) => tracing::warn!(error = %e, "order expiry pass failed"),
@@ -214,6 +230,24 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+impl AppState {
+    /// One pass of the expiry worker at `now`: expires due PENDING orders and drops
+    /// the cached copies of the products they gave back. Returns how many expired.
+    pub async fn expire_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, order::OrderError> {
+        let (expired, products) = order::service::expire_due(&self.db, now, 200).await?;
+        self.products_changed(products).await;
+        Ok(expired)
+    }
+
+    /// Drops cached copies of products whose stock, name or price just changed.
+    pub async fn products_changed(&self, ids: impl IntoIterator<Item = crate::ids::ProductId>) {
+        self.cache.forget_products(ids).await;
+    }
 }
 
 /// Whether the backend is the embedded one.

@@ -17,9 +17,20 @@ pub struct Config {
     #[arg(long, env = "SHOP_DATABASE_URL", default_value = "sqlite://shop.db")]
     pub database_url: String,
 
-    /// Redis for cache, ranking, coupon gate and idempotency (not used yet).
+    /// Redis for the product and ranking cache and the coupon gate (optional; never
+    /// the source of truth).
     #[arg(long, env = "SHOP_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key (to share one Redis between deployments).
+    #[arg(long, env = "SHOP_REDIS_PREFIX", default_value = "shop:")]
+    pub redis_prefix: String,
+
+    /// How long a product detail may be served from Redis, in milliseconds. Every
+    /// change drops the copy at once; this bounds a copy written by a read that raced
+    /// a change.
+    #[arg(long, env = "SHOP_PRODUCT_CACHE_MS", default_value_t = 1000)]
+    pub product_cache_ms: u64,
 
     /// NATS JetStream for data-platform events (not used yet).
     #[arg(long, env = "SHOP_NATS_URL")]

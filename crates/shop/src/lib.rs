@@ -8,6 +8,7 @@
 
 pub mod app; // AppState, router, server and background workers
 pub mod balance; // users, balance charge and ledger
+pub mod cache; // Redis: optional shared cache and coupon gate
 pub mod clock; // injected time source
 pub mod config; // settings from flags and environment
 pub mod coupon; // first-come-first-served coupons

@@ -13,10 +13,8 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shop::telemetry::init_logs(config.log_json);
-    if config.redis_url.is_some() || config.nats_url.is_some() {
-        tracing::warn!(
-            "SHOP_REDIS_URL and SHOP_NATS_URL are accepted but not used by this version"
-        );
+    if config.nats_url.is_some() {
+        tracing::warn!("SHOP_NATS_URL is accepted but not used by this version");
     }
     let listen = config.listen;
     let state = AppState::new(config, Arc::new(SystemClock)).await?;

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::store::{self, NewCoupon};
-use super::{Coupon, UserCoupon, UserCouponView};
+use super::{Coupon, CouponError, UserCoupon, UserCouponView};
 use crate::app::AppState;
+use crate::cache::Gate;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::Idempotency;
@@ -148,10 +149,33 @@ pub async fn issue(
     if req.user_id <= 0 {
         return Err(ApiError::invalid("userId must be a positive id"));
     }
+    let user = UserId(req.user_id);
+    // Refusals the database already made are answered without it.
+    match state.cache.coupon_gate(id, user).await {
+        Gate::SoldOut => return Err(CouponError::SoldOut.into()),
+        Gate::AlreadyIssued => return Err(CouponError::AlreadyIssued.into()),
+        Gate::Pass => {}
+    }
     let mut tx = state.db.begin().await?;
-    let issued = store::issue(&mut tx, id, UserId(req.user_id), state.clock.now()).await?;
+    let issued = match store::issue(&mut tx, id, user, state.clock.now()).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            drop(tx);
+            let learned = match e {
+                CouponError::SoldOut => Gate::SoldOut,
+                CouponError::AlreadyIssued => Gate::AlreadyIssued,
+                _ => Gate::Pass,
+            };
+            state.cache.coupon_decided(id, user, learned).await;
+            return Err(e.into());
+        }
+    };
     let res = idem.commit_json(tx, StatusCode::CREATED, &issued).await?;
     metrics::counter!("shop_coupons_issued_total").increment(1);
+    state
+        .cache
+        .coupon_decided(id, user, Gate::AlreadyIssued)
+        .await;
     Ok(res)
 }
 

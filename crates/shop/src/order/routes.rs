@@ -91,6 +91,9 @@ pub async fn place(
     let mut tx = state.db.begin().await?;
     let order = service::place(&mut tx, &place, rules, state.clock.now()).await?;
     let res = idem.commit_json(tx, StatusCode::CREATED, &order).await?;
+    state
+        .products_changed(order.items.iter().map(|i| i.product_id))
+        .await;
     if req.pay {
         metrics::counter!("shop_orders_paid_total").increment(1);
     }
@@ -143,7 +146,11 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     let mut tx = state.db.begin().await?;
     let order = service::cancel(&mut tx, id, state.clock.now()).await?;
-    idem.commit_json(tx, StatusCode::OK, &order).await
+    let res = idem.commit_json(tx, StatusCode::OK, &order).await?;
+    state
+        .products_changed(order.items.iter().map(|i| i.product_id))
+        .await;
+    Ok(res)
 }
 
 /// A user's orders, newest first.

@@ -2,7 +2,7 @@
 //! finishes its whole change or returns an error (the caller then drops the
 //! transaction, which rolls everything back: nothing half-applied).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::AnyConnection;
@@ -257,12 +257,13 @@ pub async fn cancel(
     Ok(order)
 }
 
-/// Expires `id` if it is still PENDING and its time is up. Returns whether it did.
+/// Expires `id` if it is still PENDING and its time is up. Returns the expired
+/// order, or `None` when it was not due or no longer PENDING.
 pub async fn expire(
     conn: &mut AnyConnection,
     id: OrderId,
     now: DateTime<Utc>,
-) -> Result<bool, OrderError> {
+) -> Result<Option<Order>, OrderError> {
     if !store::transition(
         &mut *conn,
         id,
@@ -272,11 +273,11 @@ pub async fn expire(
     )
     .await?
     {
-        return Ok(false);
+        return Ok(None);
     }
     let order = store::get(&mut *conn, id).await?;
     release(conn, &order).await?;
-    Ok(true)
+    Ok(Some(order))
 }
 
 /// Gives back the stock and coupon an order held.
@@ -291,29 +292,32 @@ async fn release(conn: &mut AnyConnection, order: &Order) -> Result<(), OrderErr
 }
 
 /// Expires every PENDING order whose time is up (in batches of `batch`), releasing
-/// what they hold. Safe to run beside requests and on many instances at once: each
-/// expiry is a guarded transition, so a payment racing it either wins (and the expiry
-/// skips it) or loses, and no order is expired twice.
+/// what they hold; returns the products whose stock came back. Safe to run beside
+/// requests and on many instances at once: each expiry is a guarded transition, so a
+/// payment racing it either wins (and the expiry skips it) or loses, and no order is
+/// expired twice.
 pub async fn expire_due(
     db: &crate::db::Db,
     now: DateTime<Utc>,
     batch: i64,
-) -> Result<usize, OrderError> {
+) -> Result<(usize, BTreeSet<ProductId>), OrderError> {
     let skip_locked = db.backend == crate::db::Backend::Postgres;
     let mut expired = 0;
+    let mut products = BTreeSet::new();
     loop {
         let mut tx = db.begin().await?;
         let due = store::due_for_expiry(&mut tx, to_millis(now), batch, skip_locked).await?;
         let mut moved = 0;
         for id in &due {
-            if expire(&mut tx, *id, now).await? {
+            if let Some(order) = expire(&mut tx, *id, now).await? {
+                products.extend(order.items.iter().map(|i| i.product_id));
                 moved += 1;
             }
         }
         tx.commit().await?;
         expired += moved;
         if (due.len() as i64) < batch || moved == 0 {
-            return Ok(expired);
+            return Ok((expired, products));
         }
     }
 }

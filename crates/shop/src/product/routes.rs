@@ -73,7 +73,13 @@ pub async fn detail(
     State(state): State<AppState>,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<axum::Json<Product>> {
-    Ok(axum::Json(store::get(state.db.read(), id).await?))
+    if let Some(product) = state.cache.product(id).await {
+        return Ok(axum::Json(product));
+    }
+    let product = store::get(state.db.read(), id).await?;
+    let ttl = std::time::Duration::from_millis(state.config.product_cache_ms);
+    state.cache.put_product(&product, ttl).await;
+    Ok(axum::Json(product))
 }
 
 /// Create a product (admin).
@@ -126,7 +132,9 @@ pub async fn update(
         to_millis(state.clock.now()),
     )
     .await?;
-    idem.commit_json(tx, StatusCode::OK, &product).await
+    let res = idem.commit_json(tx, StatusCode::OK, &product).await?;
+    state.products_changed([id]).await;
+    Ok(res)
 }
 
 /// Add or remove stock (admin). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
@@ -149,5 +157,7 @@ pub async fn adjust_stock(
     }
     let mut tx = state.db.begin().await?;
     let product = store::adjust_stock(&mut tx, id, req.delta, to_millis(state.clock.now())).await?;
-    idem.commit_json(tx, StatusCode::OK, &product).await
+    let res = idem.commit_json(tx, StatusCode::OK, &product).await?;
+    state.products_changed([id]).await;
+    Ok(res)
 }

@@ -1,7 +1,9 @@
 //! Top products by quantity in PAID orders paid within the last days (72 hours by
-//! default), ties broken by lower product id. Served from a short in-process cache
-//! (`SHOP_POPULAR_CACHE_SECS`, at most 10 s), so a rush of reads costs one query per
-//! window and key.
+//! default), ties broken by lower product id. Computed exactly from the database and
+//! served from a short cache (`SHOP_POPULAR_CACHE_SECS`, at most 10 s): in process,
+//! and shared through Redis when configured, so a rush of reads costs one query per
+//! window and key across all instances. A copy written at time t was computed at or
+//! after t, and both caches keep it at most the TTL: never staler than allowed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,9 +69,11 @@ impl RankingCache {
             .map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: Key, value: Arc<Popular>) {
+    /// Keeps `value`, computed `age` ago (its age counts against the TTL).
+    fn put(&self, key: Key, value: Arc<Popular>, age: Duration) {
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(key, (Instant::now(), value));
+        entries.insert(key, (at, value));
     }
 }
 
@@ -141,7 +145,18 @@ pub async fn popular(
     if let Some(hit) = state.ranking.get((days, limit), ttl) {
         return Ok(axum::Json(hit));
     }
+    // Another instance may have computed it within the window (shared through Redis).
+    if let Some((shared, age)) = state.cache.popular(days, limit).await
+        && age < ttl
+    {
+        let shared = Arc::new(shared);
+        state.ranking.put((days, limit), shared.clone(), age);
+        return Ok(axum::Json(shared));
+    }
     let fresh = Arc::new(compute(&state, days, limit).await?);
-    state.ranking.put((days, limit), fresh.clone());
+    state.cache.put_popular(days, limit, &fresh, ttl).await;
+    state
+        .ranking
+        .put((days, limit), fresh.clone(), Duration::ZERO);
     Ok(axum::Json(fresh))
 }

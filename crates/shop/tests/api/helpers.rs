@@ -45,6 +45,32 @@ fn postgres_server() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// The Redis the PostgreSQL cases use (`SHOP_TEST_REDIS`, default the local one).
+pub fn redis_server() -> String {
+    std::env::var("SHOP_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes every key under `prefix`: to the server, the same as a flush of Redis.
+pub async fn delete_redis_keys(prefix: &str) {
+    let client = redis::Client::open(redis_server()).unwrap();
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis must be running");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// Creates an empty database of its own for one test.
 async fn create_postgres_database() -> (String, String) {
     use sqlx::{Connection, Executor};
@@ -69,6 +95,7 @@ fn drop_postgres_database(name: String) {
             .unwrap();
         rt.block_on(async {
             use sqlx::{Connection, Executor};
+            delete_redis_keys(&format!("{name}:")).await;
             if let Ok(mut admin) =
                 sqlx::AnyConnection::connect(&format!("{}/postgres", postgres_server())).await
             {
@@ -95,6 +122,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("shop.db").display()),
         Backend::Postgres => {
             let (url, name) = create_postgres_database().await;
+            // The scale-out configuration: PostgreSQL with Redis, keys of its own.
+            config.redis_url = Some(redis_server());
+            config.redis_prefix = format!("{name}:");
             pg_database = Some(name);
             url
         }
@@ -328,9 +358,15 @@ impl TestApp {
             .await
     }
 
+    /// Flushes this test's Redis keys (as a Redis restart or FLUSHALL would).
+    pub async fn flush_redis(&self) {
+        delete_redis_keys(&self.state.config.redis_prefix).await;
+    }
+
     /// Runs the expiry worker's pass now, at the manual clock's time.
     pub async fn expire_now(&self) -> usize {
-        shop::order::service::expire_due(&self.state.db, shop::clock::Clock::now(&*self.clock), 500)
+        self.state
+            .expire_due(shop::clock::Clock::now(&*self.clock))
             .await
             .expect("expiry pass")
     }

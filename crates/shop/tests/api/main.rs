@@ -13,3 +13,4 @@ mod outbox;
 mod products;
 mod races;
 mod ranking;
+mod scale;

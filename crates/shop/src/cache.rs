@@ -1,0 +1,275 @@
+//! Redis: optional, shared by all instances, and never the source of truth for money
+//! or stock. It holds copies (product details, computed rankings) that are dropped
+//! on every change, and the coupon gate, which only repeats refusals the database has
+//! already made. Every call fails open: when Redis is down or slow (a short response
+//! timeout), the caller goes to the database and the readiness check says "degraded".
+//! After a flush or restart nothing is lost: copies are read again from the database
+//! and the gate learns again from the database's answers.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ids::{CouponId, ProductId, UserId};
+
+/// The cache in use: none, or Redis. A closed set, so an enum.
+#[derive(Clone, Default)]
+pub enum Cache {
+    #[default]
+    Off,
+    Redis(Arc<Redis>),
+}
+
+pub struct Redis {
+    client: redis::Client,
+    conn: RwLock<Option<ConnectionManager>>,
+    prefix: String,
+    gate: redis::Script,
+}
+
+/// What the coupon gate knows before the database is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Nothing known: ask the database.
+    Pass,
+    /// The database said the coupon is sold out (it stays so: coupons are never
+    /// taken back).
+    SoldOut,
+    /// The database issued this coupon to this user.
+    AlreadyIssued,
+}
+
+/// One Lua script, so both checks see one consistent moment.
+const GATE_SCRIPT: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+return 0
+";
+
+/// How long gate knowledge is kept after its last change.
+const GATE_TTL_SECS: i64 = 7 * 24 * 3600;
+
+fn config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(300)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2))
+}
+
+impl Cache {
+    /// Redis at `url` (keys under `prefix`), or `Off`. Starts even when Redis is down:
+    /// a background task keeps trying to connect.
+    pub async fn connect(url: Option<&str>, prefix: &str) -> anyhow::Result<Cache> {
+        let Some(url) = url else {
+            return Ok(Cache::Off);
+        };
+        let client = redis::Client::open(url)?;
+        let redis = Arc::new(Redis {
+            client,
+            conn: RwLock::new(None),
+            prefix: prefix.to_string(),
+            gate: redis::Script::new(GATE_SCRIPT),
+        });
+        if let Err(e) = redis.try_connect().await {
+            tracing::warn!(error = %e, "Redis is not reachable; running degraded until it is");
+            let r = redis.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if r.try_connect().await.is_ok() {
+                        tracing::info!("connected to Redis");
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Cache::Redis(redis))
+    }
+
+    fn redis(&self) -> Option<(&Redis, ConnectionManager)> {
+        match self {
+            Cache::Off => None,
+            Cache::Redis(r) => {
+                let conn = r.conn.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+                Some((r, conn))
+            }
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        matches!(self, Cache::Redis(_))
+    }
+
+    /// `None` when off; otherwise whether Redis answers.
+    pub async fn ping(&self) -> Option<bool> {
+        if !self.is_on() {
+            return None;
+        }
+        let Some((_, mut conn)) = self.redis() else {
+            return Some(false);
+        };
+        Some(
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+        )
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let (r, mut conn) = self.redis()?;
+        match conn.get::<_, Option<Vec<u8>>>(r.key(key)).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(None) => None,
+            Err(e) => failed("get", e),
+        }
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) {
+        let Some((r, mut conn)) = self.redis() else {
+            return;
+        };
+        let ms = ttl.as_millis() as u64;
+        if ms == 0 {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(value) else {
+            return;
+        };
+        if let Err(e) = conn.pset_ex::<_, _, ()>(r.key(key), bytes, ms).await {
+            failed::<()>("set", e);
+        }
+    }
+
+    /// A product as last read from the database, if cached.
+    pub async fn product(&self, id: ProductId) -> Option<crate::product::Product> {
+        self.get_json(&format!("product:{id}")).await
+    }
+
+    pub async fn put_product(&self, product: &crate::product::Product, ttl: Duration) {
+        self.put_json(&format!("product:{}", product.id), product, ttl)
+            .await;
+    }
+
+    /// Drops cached copies of products that just changed (after the commit).
+    pub async fn forget_products(&self, ids: impl IntoIterator<Item = ProductId>) {
+        let Some((r, mut conn)) = self.redis() else {
+            return;
+        };
+        let keys: Vec<String> = ids
+            .into_iter()
+            .map(|id| r.key(&format!("product:{id}")))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = conn.del::<_, ()>(keys).await {
+            failed::<()>("del", e);
+        }
+    }
+
+    /// A computed ranking shared by all instances, with how long ago it was computed.
+    pub async fn popular(
+        &self,
+        days: i64,
+        limit: i64,
+    ) -> Option<(crate::ranking::Popular, Duration)> {
+        let (at_ms, value): (i64, crate::ranking::Popular) =
+            self.get_json(&format!("popular:{days}:{limit}")).await?;
+        let age = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(at_ms)
+            .max(0);
+        Some((value, Duration::from_millis(age as u64)))
+    }
+
+    pub async fn put_popular(
+        &self,
+        days: i64,
+        limit: i64,
+        value: &crate::ranking::Popular,
+        ttl: Duration,
+    ) {
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        self.put_json(&format!("popular:{days}:{limit}"), &(at_ms, value), ttl)
+            .await;
+    }
+
+    /// The coupon gate: refusals the database has already made, answered without it.
+    pub async fn coupon_gate(&self, coupon: CouponId, user: UserId) -> Gate {
+        let Some((r, mut conn)) = self.redis() else {
+            return Gate::Pass;
+        };
+        let verdict = r
+            .gate
+            .key(r.key(&format!("coupon:{coupon}:users")))
+            .key(r.key(&format!("coupon:{coupon}:sold-out")))
+            .arg(user.0)
+            .invoke_async::<i64>(&mut conn)
+            .await;
+        match verdict {
+            Ok(2) => Gate::AlreadyIssued,
+            Ok(1) => Gate::SoldOut,
+            Ok(_) => Gate::Pass,
+            Err(e) => failed("coupon gate", e).unwrap_or(Gate::Pass),
+        }
+    }
+
+    /// Teaches the gate what the database decided (after the commit).
+    pub async fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate) {
+        let Some((r, mut conn)) = self.redis() else {
+            return;
+        };
+        let result = match verdict {
+            Gate::Pass => return,
+            Gate::AlreadyIssued => {
+                let key = r.key(&format!("coupon:{coupon}:users"));
+                redis::pipe()
+                    .sadd(&key, user.0)
+                    .ignore()
+                    .expire(&key, GATE_TTL_SECS)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+            Gate::SoldOut => {
+                conn.set_ex::<_, _, ()>(
+                    r.key(&format!("coupon:{coupon}:sold-out")),
+                    1,
+                    GATE_TTL_SECS as u64,
+                )
+                .await
+            }
+        };
+        if let Err(e) = result {
+            failed::<()>("coupon gate update", e);
+        }
+    }
+}
+
+impl Redis {
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", self.prefix)
+    }
+
+    async fn try_connect(&self) -> redis::RedisResult<()> {
+        let manager = self
+            .client
+            .get_connection_manager_with_config(config())
+            .await?;
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+        Ok(())
+    }
+}
+
+/// Logs and counts a failed Redis call; the caller carries on without it.
+fn failed<T>(what: &str, err: redis::RedisError) -> Option<T> {
+    metrics::counter!("shop_redis_errors_total").increment(1);
+    tracing::debug!(error = %err, what, "Redis call failed; using the database");
+    None
+}

@@ -1,0 +1,396 @@
+//! Scale-out: PostgreSQL + Redis, several instances, Redis failures.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, race, spawn_app, spawn_app_with};
+
+fn code(b: &Value) -> String {
+    b["code"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_flushed_in_the_middle_of_a_coupon_rush_still_issues_exactly_n() {
+    let app = Arc::new(spawn_app(Backend::Postgres).await);
+    let coupon = app.create_coupon(json!({"totalQuantity": 50})).await;
+    let mut users = Vec::new();
+    for i in 0..300 {
+        users.push(app.create_user(&format!("u{i}")).await);
+    }
+    let users = Arc::new(users);
+    // Each user asks twice; Redis is flushed three times while the rush runs.
+    let flusher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                app.flush_redis().await;
+            }
+        })
+    };
+    let answers = race(600, |i| {
+        let (app, users) = (app.clone(), users.clone());
+        async move { app.issue(coupon, users[i % 300]).await }
+    })
+    .await;
+    flusher.await.unwrap();
+    let issued = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(issued, 50);
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED
+                || (*s == StatusCode::CONFLICT
+                    && ["COUPON_SOLD_OUT", "COUPON_ALREADY_ISSUED"].contains(&code(b).as_str())),
+            "{s} {b}"
+        );
+    }
+    assert_eq!(
+        app.scalar(&format!(
+            "select issued_quantity from coupons where id = {coupon}"
+        ))
+        .await,
+        50
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "select count(*) from user_coupons where coupon_id = {coupon}"
+        ))
+        .await,
+        50
+    );
+    // after yet another flush, late comers are still refused by the database
+    app.flush_redis().await;
+    let late = app.create_user("late").await;
+    let (s, b) = app.issue(coupon, late).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::CONFLICT, "COUPON_SOLD_OUT")
+    );
+    app.check_invariants().await;
+}
+
+#[tokio::test]
+async fn the_coupon_gate_answers_known_refusals_without_the_database() {
+    let app = spawn_app(Backend::Postgres).await;
+    let coupon = app.create_coupon(json!({"totalQuantity": 1})).await;
+    let kim = app.create_user("kim").await;
+    let lee = app.create_user("lee").await;
+    assert_eq!(app.issue(coupon, kim).await.0, StatusCode::CREATED);
+    let (s, b) = app.issue(coupon, lee).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::CONFLICT, "COUPON_SOLD_OUT")
+    );
+    // Behind the server's back, make room for one more: a request that reached the
+    // database would now be issued one. The gate remembers the database's refusals.
+    sqlx::query(&format!(
+        "update coupons set total_quantity = 2 where id = {coupon}"
+    ))
+    .execute(app.state.db.read())
+    .await
+    .unwrap();
+    let (s, b) = app.issue(coupon, lee).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::CONFLICT, "COUPON_SOLD_OUT"),
+        "answered by the gate"
+    );
+    let (s, b) = app.issue(coupon, kim).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED")
+    );
+    // Once Redis forgets, the database decides again.
+    app.flush_redis().await;
+    let (s, _) = app.issue(coupon, lee).await;
+    assert_eq!(s, StatusCode::CREATED, "the database decided");
+    app.check_invariants().await;
+}
+
+#[tokio::test]
+async fn cached_product_stock_follows_every_change() {
+    let app = spawn_app(Backend::Postgres).await;
+    let user = app.user_with_balance("kim", 100_000).await;
+    let p = app.create_product("p", 1_000, 10).await;
+    assert_eq!(app.stock(p).await, 10); // now cached in Redis
+    let (_, o) = app.order(user, &[(p, 3)], None, false).await;
+    assert_eq!(app.stock(p).await, 7, "an order drops the cached copy");
+    app.cancel(o["id"].as_i64().unwrap()).await;
+    assert_eq!(app.stock(p).await, 10, "a cancel drops it");
+    app.post(
+        &format!("/api/v1/admin/products/{p}/stock"),
+        json!({"delta": -4}),
+    )
+    .await;
+    assert_eq!(app.stock(p).await, 6, "a stock adjustment drops it");
+    app.patch(
+        &format!("/api/v1/admin/products/{p}"),
+        json!({"price": 900}),
+    )
+    .await;
+    let (_, got) = app.get(&format!("/api/v1/products/{p}")).await;
+    assert_eq!(got["price"], 900, "a reprice drops it");
+    let (_, o) = app.order(user, &[(p, 6)], None, false).await;
+    assert_eq!(app.stock(p).await, 0);
+    app.clock.advance(chrono::TimeDelta::minutes(6));
+    app.expire_now().await;
+    assert_eq!(app.stock(p).await, 6, "an expiry drops it");
+    assert_eq!(app.order_status(o["id"].as_i64().unwrap()).await, "EXPIRED");
+}
+
+#[tokio::test]
+async fn with_redis_down_requests_succeed_and_readiness_says_degraded() {
+    // Nothing listens on port 1: every Redis call fails at once.
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".into())
+    })
+    .await;
+    let (s, body) = app.get("/health/ready").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["redis"], "down");
+    let user = app.user_with_balance("kim", 100_000).await;
+    let p = app.create_product("p", 1_000, 10).await;
+    let coupon = app.create_coupon(json!({"totalQuantity": 1})).await;
+    let uc = app.issued(coupon, user).await;
+    let (s, o) = app.order(user, &[(p, 2)], Some(uc), true).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(app.stock(p).await, 8);
+    let (s, top) = app.get("/api/v1/products/popular").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(top["items"][0]["productId"], p);
+    app.check_invariants().await;
+}
+
+/// A `shop` process of its own, killed when dropped.
+struct Instance {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the `shop` binary against the test's PostgreSQL database and Redis prefix.
+async fn start_instance(app: &TestApp) -> Instance {
+    let port = free_port();
+    let config = &app.state.config;
+    let child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHOP_DATABASE_URL", &config.database_url)
+        .env("SHOP_REDIS_URL", config.redis_url.as_deref().unwrap())
+        .env("SHOP_REDIS_PREFIX", &config.redis_prefix)
+        .env("SHOP_EVENTS_FILE", app.dir.path().join("shop.events.jsonl"))
+        .env("SHOP_OUTBOX_INTERVAL_MS", "20")
+        .env("SHOP_DEMO_DATA", "false")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shop");
+    let instance = Instance {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if let Ok(res) = app
+            .client
+            .get(format!("{}/health/ready", instance.base))
+            .send()
+            .await
+            && res.status() == StatusCode::OK
+        {
+            return instance;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("instance on port {port} did not become ready");
+}
+
+async fn send(
+    client: &reqwest::Client,
+    url: String,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = client.post(url);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
+    let app = Arc::new(spawn_app(Backend::Postgres).await);
+    let instances = Arc::new(vec![
+        start_instance(&app).await,
+        start_instance(&app).await,
+        start_instance(&app).await,
+    ]);
+    let url = |i: usize, path: &str| format!("{}{path}", instances[i % 3].base);
+
+    // Fixtures through the in-process instance.
+    let coupon = app.create_coupon(json!({"totalQuantity": 40})).await;
+    let hot = app.create_product("hot", 1_000, 25).await;
+    let mut users = Vec::new();
+    for i in 0..120 {
+        users.push(app.user_with_balance(&format!("u{i}"), 10_000).await);
+    }
+    let users = Arc::new(users);
+
+    // The coupon rush, spread over the three instances.
+    let answers = race(240, |i| {
+        let (client, users, u) = (
+            app.client.clone(),
+            users.clone(),
+            url(i, &format!("/api/v1/coupons/{coupon}/issue")),
+        );
+        async move { send(&client, u, Some(json!({"userId": users[i % 120]})), None).await }
+    })
+    .await;
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count(),
+        40
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "select count(*) from user_coupons where coupon_id = {coupon}"
+        ))
+        .await,
+        40
+    );
+
+    // The hot product: 120 buyers for 25 units, order and pay in one step.
+    let answers = race(120, |i| {
+        let (client, users, u) = (app.client.clone(), users.clone(), url(i, "/api/v1/orders"));
+        async move {
+            let body = json!({"userId": users[i], "items": [{"productId": hot, "quantity": 1}], "pay": true});
+            send(&client, u, Some(body), None).await
+        }
+    })
+    .await;
+    let sold = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(sold, 25);
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::CREATED || code(b) == "INSUFFICIENT_STOCK",
+            "{s} {b}"
+        );
+    }
+    assert_eq!(
+        app.scalar(&format!("select stock from products where id = {hot}"))
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("select count(*) from orders where status = 'PAID'")
+            .await,
+        25
+    );
+
+    // The double spend: twelve payments of one order, spread.
+    let p = app.create_product("p", 3_000, 10).await;
+    let (_, order) = app.order(users[0], &[(p, 1)], None, false).await;
+    let order = order["id"].as_i64().unwrap();
+    let answers = race(12, |i| {
+        let (client, u) = (
+            app.client.clone(),
+            url(i, &format!("/api/v1/orders/{order}/payment")),
+        );
+        async move { send(&client, u, None, None).await }
+    })
+    .await;
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == StatusCode::OK).count(),
+        1
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
+        ))
+        .await,
+        1
+    );
+
+    // Idempotent retries of one charge, spread: applied once.
+    let user = users[1];
+    let before = app.balance(user).await;
+    let answers = race(9, |i| {
+        let (client, u) = (
+            app.client.clone(),
+            url(i, &format!("/api/v1/users/{user}/balance/charge")),
+        );
+        async move { send(&client, u, Some(json!({"amount": 700})), Some("retry-me")).await }
+    })
+    .await;
+    for (s, b) in &answers {
+        assert!(
+            *s == StatusCode::OK || code(b) == "IDEMPOTENCY_KEY_IN_PROGRESS",
+            "{s} {b}"
+        );
+    }
+    let (s, replay) = send(
+        &app.client,
+        url(2, &format!("/api/v1/users/{user}/balance/charge")),
+        Some(json!({"amount": 700})),
+        Some("retry-me"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(replay["balance"], before + 700);
+    assert_eq!(app.balance(user).await, before + 700);
+
+    // Every event is delivered, once, whichever instance relayed it.
+    app.wait_for(
+        "select count(*) from outbox_events where delivered_at is null",
+        0,
+    )
+    .await;
+    let text = std::fs::read_to_string(app.dir.path().join("shop.events.jsonl")).unwrap();
+    let mut ids = HashSet::new();
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            ids.insert(event["id"].as_str().unwrap().to_string()),
+            "delivered twice: {line}"
+        );
+    }
+    assert_eq!(
+        ids.len() as i64,
+        app.scalar("select count(*) from outbox_events").await
+    );
+    app.check_invariants().await;
+    drop(instances);
+}
