@@ -199,6 +199,9 @@ pub async fn pay(
     let order = store::get(&mut *conn, id).await?;
     balance::store::debit_for_order(&mut *conn, order.user_id, order.final_amount, id, now_ms)
         .await?;
+    for (product_id, quantity) in store::held_quantities(&mut *conn, id).await? {
+        crate::ranking::record_sale(&mut *conn, now_ms, product_id, quantity).await?;
+    }
     outbox::store::enqueue(conn, outbox::EventType::OrderPaid, &order, now).await?;
     Ok(order)
 }
@@ -252,6 +255,10 @@ pub async fn cancel(
             now_ms,
         )
         .await?;
+        let paid_at = order.paid_at.map(to_millis).unwrap_or(now_ms);
+        for (product_id, quantity) in store::held_quantities(&mut *conn, id).await? {
+            crate::ranking::record_sale(&mut *conn, paid_at, product_id, -quantity).await?;
+        }
     }
     outbox::store::enqueue(conn, outbox::EventType::OrderCancelled, &order, now).await?;
     Ok(order)

@@ -454,6 +454,17 @@ impl TestApp {
                    where o.status in ('PENDING', 'PAID') and (uc.order_id is null or uc.order_id <> o.id)",
             ),
             (
+                "hourly sales that differ from the PAID orders they roll up",
+                "select count(*) from (
+                   select product_id, hour, cast(sum(q) as bigint) as diff from (
+                     select product_id, hour, quantity as q from product_sales_hourly
+                     union all
+                     select i.product_id, o.paid_at / 3600000, -i.quantity
+                     from orders o join order_items i on i.order_id = o.id where o.status = 'PAID'
+                   ) x group by product_id, hour
+                 ) d where d.diff <> 0",
+            ),
+            (
                 "an order whose final amount is not total minus discount",
                 "select count(*) from orders where final_amount <> total_amount - discount_amount or final_amount < 0",
             ),

@@ -107,3 +107,26 @@ async fn popular_is_cached_briefly_and_validates_its_query(#[case] backend: Back
         assert_eq!(body["code"], Value::from("INVALID_REQUEST"));
     }
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_window_is_exactly_72_hours_whatever_the_hour(#[case] backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.popular_cache_secs = 0).await;
+    let user = app.user_with_balance("kim", 1_000_000).await;
+    let p = app.create_product("p", 100, 1_000).await;
+    let (s, o) = app.order(user, &[(p, 2)], None, true).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let paid_at = chrono::DateTime::parse_from_rfc3339(o["paidAt"].as_str().unwrap()).unwrap();
+    // just inside the window: one second before 72 hours have passed
+    let now = shop::clock::Clock::now(&*app.clock);
+    app.clock.advance(
+        paid_at.with_timezone(&chrono::Utc) + TimeDelta::hours(72) - TimeDelta::seconds(1) - now,
+    );
+    assert_eq!(popular(&app, "").await, vec![(p, 2)]);
+    // and just outside it
+    app.clock.advance(TimeDelta::seconds(2));
+    assert!(popular(&app, "").await.is_empty());
+    assert_eq!(popular(&app, "?days=4").await, vec![(p, 2)]);
+}
