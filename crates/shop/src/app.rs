@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::product::routes::router())
         .merge(crate::coupon::routes::router())
         .merge(crate::order::routes::router())
+        .merge(crate::outbox::routes::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             http::idempotency::layer,
@@ -166,13 +167,22 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Starts the background workers: order expiry (with idempotency-key purge) and the
 /// outbox relay. They stop when `shutdown` is cancelled.
-pub fn spawn_workers(
+pub async fn spawn_workers(
     state: &AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let sink = match &state.config.data_platform_url {
-        Some(url) => Sink::webhook(url.clone(), state.config.data_platform_secret.clone())?,
-        None => Sink::file(events_file(state)),
+    let config = &state.config;
+    let sink = match (&config.nats_url, &config.data_platform_url) {
+        (Some(nats), webhook) => {
+            if webhook.is_some() {
+                tracing::warn!(
+                    "both SHOP_NATS_URL and SHOP_DATA_PLATFORM_URL are set: events go to NATS"
+                );
+            }
+            Sink::nats(nats).await?
+        }
+        (None, Some(url)) => Sink::webhook(url.clone(), config.data_platform_secret.clone())?,
+        (None, None) => Sink::file(events_file(state)),
     };
     let relay = Relay {
         db: state.db.clone(),
@@ -180,6 +190,10 @@ pub fn spawn_workers(
         clock: state.clock.clone(),
         interval: Duration::from_millis(state.config.outbox_interval_ms.max(10)),
         locks: None,
+        max_backoff: Duration::from_millis(config.outbox_max_backoff_ms),
+        max_attempts: config.outbox_max_attempts.max(1),
+        exit_after_publish: config.fault_exit_after_publish,
+        published: 0,
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown));

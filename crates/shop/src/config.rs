@@ -9,6 +9,10 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "shop", version, about = "E-commerce backend")]
 pub struct Config {
+    /// Without a command, `shop` serves the API.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to serve on.
     #[arg(long, env = "SHOP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -32,7 +36,8 @@ pub struct Config {
     #[arg(long, env = "SHOP_PRODUCT_CACHE_MS", default_value_t = 1000)]
     pub product_cache_ms: u64,
 
-    /// NATS JetStream for data-platform events (not used yet).
+    /// NATS JetStream for data-platform events (stream `SHOP_EVENTS`, subjects
+    /// `shop.events.<type>`). Takes precedence over the webhook.
     #[arg(long, env = "SHOP_NATS_URL")]
     pub nats_url: Option<String>,
 
@@ -88,6 +93,18 @@ pub struct Config {
     #[arg(long, env = "SHOP_OUTBOX_INTERVAL_MS", default_value_t = 200)]
     pub outbox_interval_ms: u64,
 
+    /// Failed attempts after which an event is parked until an admin retries it.
+    #[arg(long, env = "SHOP_OUTBOX_MAX_ATTEMPTS", default_value_t = 25)]
+    pub outbox_max_attempts: i64,
+
+    /// Longest wait between two delivery attempts of one event, in milliseconds.
+    #[arg(long, env = "SHOP_OUTBOX_MAX_BACKOFF_MS", default_value_t = 300_000)]
+    pub outbox_max_backoff_ms: u64,
+
+    /// Fault injection for tests only: exit right after this many publishes.
+    #[arg(long, env = "SHOP_FAULT_EXIT_AFTER_PUBLISH", hide = true)]
+    pub fault_exit_after_publish: Option<u64>,
+
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOP_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -107,6 +124,13 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run the reference data-platform consumer: read SHOP_EVENTS from JetStream and
+    /// write each event once into its own table.
+    ConsumeEvents(crate::consumer::ConsumerConfig),
 }
 
 impl Config {

@@ -11,6 +11,7 @@ pub mod balance; // users, balance charge and ledger
 pub mod cache; // Redis: optional shared cache and coupon gate
 pub mod clock; // injected time source
 pub mod config; // settings from flags and environment
+pub mod consumer; // the reference data-platform consumer (exactly once in effect)
 pub mod coupon; // first-come-first-served coupons
 pub mod db; // the database backend (SQLite or PostgreSQL) and its pools
 pub mod demo; // demo data for a fresh embedded database

@@ -13,8 +13,15 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shop::telemetry::init_logs(config.log_json);
-    if config.nats_url.is_some() {
-        tracing::warn!("SHOP_NATS_URL is accepted but not used by this version");
+    if let Some(shop::config::Command::ConsumeEvents(consumer)) = &config.command {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal.cancel();
+        });
+        tracing::info!(nats = %consumer.nats_url, db = %consumer.database_url, "consuming events");
+        return shop::consumer::run(consumer, shutdown).await;
     }
     let listen = config.listen;
     let state = AppState::new(config, Arc::new(SystemClock)).await?;
@@ -28,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    let workers = app::spawn_workers(&state, shutdown.clone())?;
+    let workers = app::spawn_workers(&state, shutdown.clone()).await?;
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use crate::{balance, coupon, order, product, ranking};
+use crate::{balance, coupon, order, outbox, product, ranking};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,9 @@ limit answer 413 `PAYLOAD_TOO_LARGE`."
         order::routes::pay,
         order::routes::cancel,
         order::routes::list_for_user,
+        outbox::routes::list,
+        outbox::routes::retry_all,
+        outbox::routes::retry_one,
     ),
     tags(
         (name = "users", description = "users, balance and ledger"),

@@ -6,6 +6,7 @@
 //! id (UUIDv7) so receivers drop the duplicates a retry may cause.
 
 pub mod relay;
+pub mod routes;
 pub mod sink;
 pub mod store;
 

@@ -27,11 +27,11 @@ pub const PARTITIONS: i64 = 16;
 /// The first key of the relay's advisory locks (the second is the partition).
 const LOCK_CLASS: i32 = 0x5348_4f50; // "SHOP"
 
-/// Retry delay after `attempts` failures: exponential from 1 s, capped at 5 minutes,
-/// with "equal jitter" (half fixed, half random) so retries from many events spread.
-pub fn backoff(attempts: i64) -> Duration {
+/// Retry delay after `attempts` failures: exponential from 1 s, capped at `cap`, with
+/// "equal jitter" (half fixed, half random) so retries from many events spread.
+pub fn backoff(attempts: i64, cap: Duration) -> Duration {
     let exp = 1_000u64.saturating_mul(1u64 << attempts.clamp(0, 20));
-    let capped = exp.min(300_000);
+    let capped = exp.min(cap.as_millis().max(2) as u64);
     Duration::from_millis(capped / 2 + fastrand::u64(0..=capped / 2))
 }
 
@@ -42,6 +42,14 @@ pub struct Relay {
     pub interval: Duration,
     /// PostgreSQL: the connection that holds partition locks (locks die with it).
     pub locks: Option<sqlx::AnyConnection>,
+    /// Longest wait between two attempts at one event.
+    pub max_backoff: Duration,
+    /// After this many failed attempts an event is parked until an admin retries it.
+    pub max_attempts: i64,
+    /// Fault injection for tests: exit the process right after this many publishes,
+    /// before they are marked delivered.
+    pub exit_after_publish: Option<u64>,
+    pub published: u64,
 }
 
 impl Relay {
@@ -64,6 +72,9 @@ impl Relay {
     pub async fn pass(&mut self) -> anyhow::Result<usize> {
         let backlog = store::backlog(self.db.read()).await?;
         metrics::gauge!("shop_outbox_backlog").set(backlog as f64);
+        let oldest = store::oldest_undelivered(self.db.read()).await?;
+        let age_ms = oldest.map_or(0, |at| (to_millis(self.clock.now()) - at).max(0));
+        metrics::gauge!("shop_outbox_oldest_age_seconds").set(age_ms as f64 / 1000.0);
         if backlog == 0 {
             return Ok(0);
         }
@@ -107,24 +118,38 @@ impl Relay {
         }
         let now = self.clock.now();
         let now_ms = to_millis(now);
-        let mut blocked: HashSet<i64> = HashSet::new();
+        // At most one event per order in a batch (the oldest that may go): events of
+        // different orders have no order between them, so the batch can be sent at
+        // once; an order's next event waits for the next pass.
+        let mut taken: HashSet<i64> = HashSet::new();
+        let mut batch = Vec::new();
+        for ev in &events {
+            if !taken.insert(ev.order_id) || ev.next_attempt_at > now_ms {
+                continue;
+            }
+            batch.push(ev);
+        }
+        let results = self.sink.send_batch(&batch, now.timestamp()).await;
         let mut sent = Vec::new();
         let mut failed = Vec::new();
-        for ev in &events {
-            if blocked.contains(&ev.order_id) {
-                continue;
-            }
-            if ev.next_attempt_at > now_ms {
-                blocked.insert(ev.order_id);
-                continue;
-            }
-            match self.sink.send(&ev.id, &ev.payload, now.timestamp()).await {
-                Ok(()) => sent.push(ev.seq),
+        for (ev, result) in batch.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    sent.push(ev.seq);
+                    self.published += 1;
+                    if self.exit_after_publish.is_some_and(|n| self.published >= n) {
+                        tracing::error!(
+                            "fault injection: exiting after a publish, before marking it delivered"
+                        );
+                        std::process::exit(86);
+                    }
+                }
                 Err(e) => {
-                    blocked.insert(ev.order_id);
-                    let retry_at =
-                        now + TimeDelta::from_std(backoff(ev.attempts)).unwrap_or_default();
-                    failed.push((ev.seq, to_millis(retry_at), format!("{e:#}")));
+                    let retry_at = now
+                        + TimeDelta::from_std(backoff(ev.attempts, self.max_backoff))
+                            .unwrap_or_default();
+                    let park = ev.attempts + 1 >= self.max_attempts;
+                    failed.push((ev.seq, to_millis(retry_at), format!("{e:#}"), park));
                 }
             }
         }
@@ -135,8 +160,8 @@ impl Relay {
         for seq in &sent {
             store::mark_delivered(&mut tx, *seq, now_ms).await?;
         }
-        for (seq, retry_at, error) in &failed {
-            store::mark_failed(&mut tx, *seq, *retry_at, error).await?;
+        for (seq, retry_at, error, park) in &failed {
+            store::mark_failed(&mut tx, *seq, *retry_at, error, *park, now_ms).await?;
         }
         tx.commit().await?;
         let sink = self.sink.name();
@@ -144,6 +169,15 @@ impl Relay {
             .increment(sent.len() as u64);
         metrics::counter!("shop_outbox_failures_total", "sink" => sink)
             .increment(failed.len() as u64);
+        let parked = failed.iter().filter(|f| f.3).count();
+        if parked > 0 {
+            metrics::counter!("shop_outbox_parked_total", "sink" => sink).increment(parked as u64);
+            tracing::error!(
+                parked,
+                sink,
+                "events parked after too many failed attempts; retry them through the admin API"
+            );
+        }
         if !failed.is_empty() {
             tracing::warn!(failed = failed.len(), sink, error = %failed[0].2, "event delivery failed, will retry");
         }
@@ -157,12 +191,14 @@ impl Relay {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::backoff;
 
     #[test]
     fn backoff_grows_and_is_capped_with_jitter() {
         for attempts in 0..40 {
-            let d = backoff(attempts).as_millis() as u64;
+            let d = backoff(attempts, Duration::from_secs(300)).as_millis() as u64;
             let full = (1_000u64 << attempts.min(20)).min(300_000);
             assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d}");
         }

@@ -1,5 +1,5 @@
-//! Where events go: a webhook (signed) or, by default, a JSON-lines file beside the
-//! database. A closed set, so an enum.
+//! Where events go: NATS JetStream, a webhook (signed) or, by default, a JSON-lines
+//! file beside the database. A closed set, so an enum.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
+/// The JetStream stream events are published to.
+pub const STREAM: &str = "SHOP_EVENTS";
+
 pub enum Sink {
+    /// Published on `shop.events.<type>` with `Nats-Msg-Id: <event id>` (the stream
+    /// drops re-sends within its duplicate window); delivered once the stream acked.
+    Nats {
+        jetstream: async_nats::jetstream::Context,
+        stream_ready: bool,
+    },
     Webhook {
         client: reqwest::Client,
         url: String,
@@ -32,12 +41,27 @@ impl Sink {
         })
     }
 
+    /// Connects in the background: the server starts (and takes payments) whether
+    /// or not NATS is up; events wait in the outbox until it is.
+    pub async fn nats(url: &str) -> anyhow::Result<Sink> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await?;
+        Ok(Sink::Nats {
+            jetstream: async_nats::jetstream::new(client),
+            stream_ready: false,
+        })
+    }
+
     pub fn file(path: PathBuf) -> Sink {
         Sink::File { path, file: None }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
+            Sink::Nats { .. } => "nats",
             Sink::Webhook { .. } => "webhook",
             Sink::File { .. } => "file",
         }
@@ -47,11 +71,40 @@ impl Sink {
     /// durable after [`Sink::flush`].
     pub async fn send(
         &mut self,
+        event_type: &str,
         event_id: &str,
         payload: &str,
         now_unix: i64,
     ) -> anyhow::Result<()> {
         match self {
+            Sink::Nats {
+                jetstream,
+                stream_ready,
+            } => {
+                if !*stream_ready {
+                    ensure_stream(jetstream).await?;
+                    *stream_ready = true;
+                }
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", event_id);
+                let publish = jetstream.publish_with_headers(
+                    format!("shop.events.{event_type}"),
+                    headers,
+                    payload.to_owned().into(),
+                );
+                let result: anyhow::Result<()> = async {
+                    let ack = publish.await?;
+                    tokio::time::timeout(Duration::from_secs(5), ack).await??;
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = &result {
+                    // The stream may have been deleted: make sure of it next time.
+                    *stream_ready = false;
+                    anyhow::bail!("JetStream did not acknowledge: {e}");
+                }
+                Ok(())
+            }
             Sink::Webhook {
                 client,
                 url,
@@ -93,6 +146,67 @@ impl Sink {
         }
     }
 
+    /// Sends a batch of events of different orders; one result per event. To NATS
+    /// they are all published before the acknowledgements are awaited.
+    pub async fn send_batch(
+        &mut self,
+        events: &[&super::store::Pending],
+        now_unix: i64,
+    ) -> Vec<anyhow::Result<()>> {
+        if let Sink::Nats {
+            jetstream,
+            stream_ready,
+        } = self
+        {
+            if !*stream_ready {
+                if let Err(e) = ensure_stream(jetstream).await {
+                    return events
+                        .iter()
+                        .map(|_| Err(anyhow::anyhow!("JetStream: {e}")))
+                        .collect();
+                }
+                *stream_ready = true;
+            }
+            let mut pending = Vec::with_capacity(events.len());
+            for ev in events {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", ev.id.as_str());
+                let publish = jetstream
+                    .publish_with_headers(
+                        format!("shop.events.{}", ev.event_type),
+                        headers,
+                        ev.payload.clone().into(),
+                    )
+                    .await;
+                pending.push(publish);
+            }
+            let mut results = Vec::with_capacity(events.len());
+            for publish in pending {
+                let result: anyhow::Result<()> = async {
+                    let ack = publish?;
+                    tokio::time::timeout(Duration::from_secs(5), ack).await??;
+                    Ok(())
+                }
+                .await;
+                if result.is_err() {
+                    *stream_ready = false;
+                }
+                results.push(
+                    result.map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}")),
+                );
+            }
+            return results;
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for ev in events {
+            results.push(
+                self.send(&ev.event_type, &ev.id, &ev.payload, now_unix)
+                    .await,
+            );
+        }
+        results
+    }
+
     /// Makes what was sent durable (before rows are marked delivered).
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         if let Sink::File { file: Some(f), .. } = self {
@@ -101,6 +215,20 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// Creates the stream if absent (subjects `shop.events.>`, file storage).
+pub async fn ensure_stream(jetstream: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+    jetstream
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: STREAM.to_string(),
+            subjects: vec!["shop.events.>".to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
 }
 
 /// `v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.

@@ -40,13 +40,15 @@ pub async fn enqueue(
 pub struct Pending {
     pub seq: i64,
     pub id: String,
+    pub event_type: String,
     pub order_id: i64,
     pub payload: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
 }
 
-/// The oldest undelivered events, in the order they were written; with
+/// The oldest undelivered events that may go now (not parked, and not behind a
+/// parked event of the same order), in the order they were written; with
 /// `Some((partitions, p))` only those of orders with `order_id % partitions = p`.
 pub async fn undelivered(
     ex: impl Executor<'_, Database = Any>,
@@ -55,8 +57,13 @@ pub async fn undelivered(
 ) -> Result<Vec<Pending>, sqlx::Error> {
     let (partitions, p) = partition.unwrap_or((1, 0));
     sqlx::query_as(
-        "select seq, id, order_id, payload, attempts, next_attempt_at from outbox_events
-         where delivered_at is null and order_id % $1 = $2 order by seq limit $3",
+        "select e.seq, e.id, e.event_type, e.order_id, e.payload, e.attempts, e.next_attempt_at
+         from outbox_events e
+         where e.delivered_at is null and e.parked_at is null and e.order_id % $1 = $2
+           and not exists (select 1 from outbox_events f
+                           where f.order_id = e.order_id and f.parked_at is not null
+                             and f.delivered_at is null and f.seq < e.seq)
+         order by e.seq limit $3",
     )
     .bind(partitions)
     .bind(p)
@@ -80,21 +87,106 @@ pub async fn mark_delivered(
     Ok(())
 }
 
+/// Records a failed attempt: retried at `next_attempt_ms`, or parked when `park`.
 pub async fn mark_failed(
     conn: &mut AnyConnection,
     seq: i64,
     next_attempt_ms: i64,
     error: &str,
+    park: bool,
+    now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "update outbox_events set attempts = attempts + 1, next_attempt_at = $1, last_error = $2 where seq = $3",
+        "update outbox_events set attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
+             parked_at = $3
+         where seq = $4",
     )
     .bind(next_attempt_ms)
     .bind(error)
+    .bind(park.then_some(now_ms))
     .bind(seq)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The write time of the oldest undelivered event, if any.
+pub async fn oldest_undelivered(
+    ex: impl Executor<'_, Database = Any>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let (oldest,): (Option<i64>,) =
+        sqlx::query_as("select min(created_at) from outbox_events where delivered_at is null")
+            .fetch_one(ex)
+            .await?;
+    Ok(oldest)
+}
+
+/// An event as the admin API shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: String,
+    pub event_type: String,
+    pub order_id: i64,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub parked_at: Option<i64>,
+}
+
+/// Undelivered events (only parked ones when `parked_only`), oldest first, after `after`.
+pub async fn list_undelivered(
+    ex: impl Executor<'_, Database = Any>,
+    parked_only: bool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    let parked = if parked_only {
+        " and parked_at is not null"
+    } else {
+        ""
+    };
+    sqlx::query_as(&format!(
+        "select seq, id, event_type, order_id, created_at, attempts, next_attempt_at, last_error,
+                parked_at
+         from outbox_events where delivered_at is null{parked} and seq > $1 order by seq limit $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+/// Puts parked events (one by id, or all) back in line for delivery now. Returns how
+/// many (0 when the one asked for does not exist or was delivered).
+pub async fn retry(
+    conn: &mut AnyConnection,
+    id: Option<&str>,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = match id {
+        Some(id) => {
+            sqlx::query(
+                "update outbox_events set parked_at = null, attempts = 0, next_attempt_at = $1
+                 where id = $2 and delivered_at is null",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "update outbox_events set parked_at = null, attempts = 0, next_attempt_at = $1
+                 where parked_at is not null and delivered_at is null",
+            )
+            .bind(now_ms)
+            .execute(conn)
+            .await?
+        }
+    };
+    Ok(done.rows_affected())
 }
 
 /// How many events wait for delivery.

@@ -2,6 +2,7 @@
 //! database in a temporary directory, a manual clock, and helpers that read the
 //! database to check the contract's invariants.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,7 +145,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         .expect("bind");
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    app::spawn_workers(&state, shutdown.clone()).expect("workers");
+    app::spawn_workers(&state, shutdown.clone())
+        .await
+        .expect("workers");
     tokio::spawn(app::serve(listener, state.clone(), shutdown.clone()));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -498,4 +501,142 @@ where
         out.push(h.await.expect("task"));
     }
     out
+}
+
+/// A `shop` process of its own, killed when dropped.
+pub struct Instance {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the `shop` binary against the test's database (and Redis prefix), with
+/// `extra` environment variables.
+pub async fn start_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
+    let port = free_port();
+    let config = &app.state.config;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+    if let Some(redis) = &config.redis_url {
+        command.env("SHOP_REDIS_URL", redis);
+    }
+    let child = command
+        .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SHOP_DATABASE_URL", &config.database_url)
+        .env("SHOP_REDIS_PREFIX", &config.redis_prefix)
+        .env("SHOP_EVENTS_FILE", app.dir.path().join("shop.events.jsonl"))
+        .env("SHOP_OUTBOX_INTERVAL_MS", "20")
+        .env("SHOP_DEMO_DATA", "false")
+        .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shop");
+    let instance = Instance {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if let Ok(res) = app
+            .client
+            .get(format!("{}/health/ready", instance.base))
+            .send()
+            .await
+            && res.status() == StatusCode::OK
+        {
+            return instance;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("instance on port {port} did not become ready");
+}
+
+/// A nats-server with JetStream of the test's own, on a free loopback port, with its
+/// store in a temporary directory (so it can be stopped and started again).
+pub struct Nats {
+    pub port: u16,
+    pub url: String,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let port = free_port();
+        let mut nats = Nats {
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    /// Starts the server (again, on the same port and store).
+    pub async fn restart(&mut self) {
+        let child = Command::new(
+            std::env::var("SHOP_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into()),
+        )
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(self.store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server must be installed (see README)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// How many messages the events stream holds.
+    pub async fn stream_messages(&self) -> u64 {
+        let client = async_nats::connect(self.url.as_str()).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream
+            .get_stream(shop::outbox::sink::STREAM)
+            .await
+            .unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

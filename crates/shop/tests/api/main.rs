@@ -6,6 +6,7 @@ mod helpers;
 mod balance;
 mod coupons;
 mod errors;
+mod events;
 mod idempotency;
 mod ops;
 mod orders;

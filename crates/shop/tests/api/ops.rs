@@ -43,6 +43,8 @@ async fn metrics_count_requests_by_route_and_status(#[case] backend: Backend) {
         "http_requests_total{method=\"GET\",route=\"/api/v1/products/{productId}\",status=\"404\"}",
         "http_request_duration_seconds_bucket{",
         "shop_orders_paid_total",
+        "shop_outbox_backlog",
+        "shop_outbox_oldest_age_seconds",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -109,11 +109,11 @@ struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
     /// Answer 503 to this many requests first.
     fail_first: Arc<AtomicUsize>,
-    always_fail: bool,
+    always_fail: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    if r.always_fail {
+    if r.always_fail.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
     if r.fail_first.load(Ordering::SeqCst) > 0 {
@@ -197,7 +197,7 @@ async fn webhook_gets_signed_events_retried_until_they_succeed(#[case] backend: 
 #[tokio::test]
 async fn a_failing_receiver_never_fails_a_payment(#[case] backend: Backend) {
     let url = spawn_receiver(Receiver {
-        always_fail: true,
+        always_fail: Arc::new(true.into()),
         ..Receiver::default()
     })
     .await;
@@ -225,4 +225,129 @@ async fn cancelled_first_blocked(app: &TestApp) -> i64 {
            where f.order_id = e.order_id and f.seq < e.seq)",
     )
     .await
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn events_that_keep_failing_are_parked_until_an_admin_retries_them(#[case] backend: Backend) {
+    let receiver = Receiver {
+        always_fail: Arc::new(true.into()),
+        ..Receiver::default()
+    };
+    let url = spawn_receiver(receiver.clone()).await;
+    let app = spawn_app_with(backend, |c| {
+        c.data_platform_url = Some(url);
+        c.outbox_max_attempts = 2;
+        c.outbox_max_backoff_ms = 40;
+    })
+    .await;
+    let user = app.user_with_balance("kim", 100_000).await;
+    let p = app.create_product("p", 1_000, 10).await;
+    let (_, order) = app.order(user, &[(p, 1)], None, true).await;
+    let order = order["id"].as_i64().unwrap();
+    app.wait_for(
+        "select count(*) from outbox_events where parked_at is not null",
+        1,
+    )
+    .await;
+    // The order's later event must not overtake the parked one.
+    let (s, _) = app.cancel(order).await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.scalar("select count(*) from outbox_events where attempts > 0")
+            .await,
+        1
+    );
+
+    let (s, failed) = app.get("/api/v1/admin/events?status=failed").await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    let items = failed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["type"], "order.paid");
+    assert_eq!(items[0]["status"], "FAILED");
+    assert_eq!(items[0]["orderId"], order);
+    assert_eq!(items[0]["attempts"], 2);
+    assert!(
+        items[0]["lastError"].as_str().unwrap().contains("500"),
+        "{}",
+        items[0]
+    );
+    let (_, all) = app.get("/api/v1/admin/events").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["items"][1]["status"], "PENDING");
+
+    let (s, e) = app
+        .post_empty(&format!(
+            "/api/v1/admin/events/{}/retry",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (reqwest::StatusCode::NOT_FOUND, "EVENT_NOT_FOUND")
+    );
+    let (s, e) = app
+        .post_empty("/api/v1/admin/events/not-a-uuid/retry")
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (reqwest::StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+    );
+    let (s, e) = app.get("/api/v1/admin/events?status=lost").await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (reqwest::StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+    );
+
+    // The receiver recovers; an admin retries the parked event; both go, in order.
+    receiver.always_fail.store(false, Ordering::SeqCst);
+    let id = items[0]["id"].as_str().unwrap();
+    let (s, r) = app
+        .post_empty(&format!("/api/v1/admin/events/{id}/retry"))
+        .await;
+    assert_eq!(
+        (s, r["retried"].as_u64()),
+        (reqwest::StatusCode::OK, Some(1))
+    );
+    app.wait_for(
+        "select count(*) from outbox_events where delivered_at is null",
+        0,
+    )
+    .await;
+    let got = receiver.got.lock().unwrap().clone();
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_slice::<Value>(body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["order.paid", "order.cancelled"]);
+
+    // retry-all puts every parked event back in line
+    receiver.always_fail.store(true, Ordering::SeqCst);
+    app.order(user, &[(p, 1)], None, true).await;
+    app.order(user, &[(p, 1)], None, true).await;
+    app.wait_for(
+        "select count(*) from outbox_events where parked_at is not null",
+        2,
+    )
+    .await;
+    receiver.always_fail.store(false, Ordering::SeqCst);
+    let (s, r) = app.post_empty("/api/v1/admin/events/retry").await;
+    assert_eq!(
+        (s, r["retried"].as_u64()),
+        (reqwest::StatusCode::OK, Some(2))
+    );
+    app.wait_for(
+        "select count(*) from outbox_events where delivered_at is null",
+        0,
+    )
+    .await;
+    assert_eq!(receiver.got.lock().unwrap().len(), 4);
 }

@@ -1,14 +1,13 @@
 //! Scale-out: PostgreSQL + Redis, several instances, Redis failures.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, race, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, race, spawn_app, spawn_app_with, start_instance};
 
 fn code(b: &Value) -> String {
     b["code"].as_str().unwrap_or("").to_string()
@@ -170,63 +169,6 @@ async fn with_redis_down_requests_succeed_and_readiness_says_degraded() {
     app.check_invariants().await;
 }
 
-/// A `shop` process of its own, killed when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the `shop` binary against the test's PostgreSQL database and Redis prefix.
-async fn start_instance(app: &TestApp) -> Instance {
-    let port = free_port();
-    let config = &app.state.config;
-    let child = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SHOP_DATABASE_URL", &config.database_url)
-        .env("SHOP_REDIS_URL", config.redis_url.as_deref().unwrap())
-        .env("SHOP_REDIS_PREFIX", &config.redis_prefix)
-        .env("SHOP_EVENTS_FILE", app.dir.path().join("shop.events.jsonl"))
-        .env("SHOP_OUTBOX_INTERVAL_MS", "20")
-        .env("SHOP_DEMO_DATA", "false")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start shop");
-    let instance = Instance {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if let Ok(res) = app
-            .client
-            .get(format!("{}/health/ready", instance.base))
-            .send()
-            .await
-            && res.status() == StatusCode::OK
-        {
-            return instance;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("instance on port {port} did not become ready");
-}
-
 async fn send(
     client: &reqwest::Client,
     url: String,
@@ -249,9 +191,9 @@ async fn send(
 async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
     let app = Arc::new(spawn_app(Backend::Postgres).await);
     let instances = Arc::new(vec![
-        start_instance(&app).await,
-        start_instance(&app).await,
-        start_instance(&app).await,
+        start_instance(&app, &[]).await,
+        start_instance(&app, &[]).await,
+        start_instance(&app, &[]).await,
     ]);
     let url = |i: usize, path: &str| format!("{}{path}", instances[i % 3].base);
 

@@ -1,0 +1,156 @@
+//! `/api/v1/admin/events`: undelivered and failed (parked) events, and retrying them.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::store;
+use crate::app::AppState;
+use crate::clock::{from_millis, to_millis};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::idempotency::Idempotency;
+use crate::http::{Page, Paging, PagingParams, Query};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/events", get(list))
+        .route("/api/v1/admin/events/retry", post(retry_all))
+        .route("/api/v1/admin/events/{eventId}/retry", post(retry_one))
+}
+
+/// Where an undelivered event stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Parked after too many failed attempts; waits for a retry.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UndeliveredEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub order_id: i64,
+    pub status: DeliveryStatus,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusParams {
+    /// `failed` (parked) or `undelivered` (all not yet delivered; the default).
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Retried {
+    /// How many events were put back in line.
+    pub retried: u64,
+}
+
+/// Undelivered events, oldest first, with their last error (admin).
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "admin",
+    params(StatusParams, PagingParams),
+    responses((status = 200, body = Page<UndeliveredEvent>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<StatusParams>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<UndeliveredEvent>>> {
+    let parked_only = match params.status.as_deref() {
+        None | Some("undelivered") => false,
+        Some("failed") => true,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "status must be `failed` or `undelivered`",
+            ));
+        }
+    };
+    let rows = store::list_undelivered(
+        state.db.read(),
+        parked_only,
+        paging.after.unwrap_or(0),
+        paging.limit + 1,
+    )
+    .await?;
+    let items: Vec<(i64, UndeliveredEvent)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.seq,
+                UndeliveredEvent {
+                    id: r.id,
+                    kind: r.event_type,
+                    order_id: r.order_id,
+                    status: if r.parked_at.is_some() {
+                        DeliveryStatus::Failed
+                    } else {
+                        DeliveryStatus::Pending
+                    },
+                    created_at: from_millis(r.created_at),
+                    attempts: r.attempts,
+                    next_attempt_at: from_millis(r.next_attempt_at),
+                    last_error: r.last_error,
+                },
+            )
+        })
+        .collect();
+    // The cursor is the outbox sequence of the last item.
+    let mut page = Page::from_rows(
+        items.iter().map(|(_, e)| e.clone()).collect(),
+        paging,
+        |_| 0,
+    );
+    if page.next_cursor.is_some() {
+        page.next_cursor = Some(crate::http::encode_cursor(
+            items[paging.limit as usize - 1].0,
+        ));
+    }
+    Ok(axum::Json(page))
+}
+
+/// Put every parked event back in line for delivery now (admin).
+#[utoipa::path(post, path = "/api/v1/admin/events/retry", tag = "admin",
+    responses((status = 200, body = Retried)))]
+pub async fn retry_all(State(state): State<AppState>, idem: Idempotency) -> ApiResult<Response> {
+    let mut tx = state.db.begin().await?;
+    let retried = store::retry(&mut tx, None, to_millis(state.clock.now())).await?;
+    idem.commit_json(tx, StatusCode::OK, &Retried { retried })
+        .await
+}
+
+/// Put one undelivered event back in line for delivery now (admin).
+#[utoipa::path(post, path = "/api/v1/admin/events/{eventId}/retry", tag = "admin",
+    params(("eventId" = String, Path, description = "the event's id (a UUID)")),
+    responses((status = 200, body = Retried), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "EVENT_NOT_FOUND: unknown or already delivered")))]
+pub async fn retry_one(
+    State(state): State<AppState>,
+    idem: Idempotency,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::invalid("eventId must be a UUID"))?;
+    let mut tx = state.db.begin().await?;
+    let retried =
+        store::retry(&mut tx, Some(&id.to_string()), to_millis(state.clock.now())).await?;
+    if retried == 0 {
+        return Err(ApiError::not_found(
+            "EVENT_NOT_FOUND",
+            "no undelivered event with this id",
+        ));
+    }
+    idem.commit_json(tx, StatusCode::OK, &Retried { retried })
+        .await
+}
