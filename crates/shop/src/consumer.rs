@@ -119,7 +119,10 @@ async fn consume(
         }
         let mut tx = store.begin().await?;
         for message in &messages {
-            let seq = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+            let seq = message
+                .info()
+                .map(|i| i.stream_sequence)
+                .unwrap_or_default();
             let event: serde_json::Value = match serde_json::from_slice(&message.payload) {
                 Ok(v) => v,
                 Err(e) => {

@@ -1,0 +1,70 @@
+//! Runs the coupon-rush scenario, small, against a real shop server started in this
+//! process on a temporary SQLite database, and checks the verdict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shop::app::{self, AppState};
+use shop::clock::SystemClock;
+use shop::config::Config;
+use shop_load::runner::RunConfig;
+use shop_load::scenario::{Scenario, Sizes};
+use shop_load::{LoadConfig, run_scenario, verdict};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coupon_rush_issues_exactly_the_quantity() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let mut config = Config::defaults();
+    config.database_url = database_url.clone();
+    config.demo_data = Some(false);
+    config.events_file = Some(dir.path().join("shop.events.jsonl"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let state = AppState::new(config, Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    app::spawn_workers(&state, shutdown.clone()).await.unwrap();
+    tokio::spawn(app::serve(listener, state, shutdown.clone()));
+
+    let cfg = LoadConfig {
+        url: format!("http://{addr}"),
+        run: RunConfig {
+            connections: 32,
+            rate: None,
+            requests: 400,
+            duration: Duration::from_secs(120),
+            progress: false,
+        },
+        sizes: Sizes {
+            users: Some(200),
+            coupons: Some(20),
+            ..Sizes::default()
+        },
+        prepare_concurrency: 16,
+        database_url: Some(database_url),
+        verbose: false,
+    };
+    let report = run_scenario(&cfg, Scenario::CouponRush).await.unwrap();
+    shutdown.cancel();
+
+    let checks = report.checks.as_deref().expect("a verdict");
+    assert!(report.passed(), "{}", verdict::render(checks));
+    assert_eq!(report.started, 400);
+    assert_eq!(report.summary.requests, 400);
+    assert_eq!(report.summary.status(201), 20, "{}", report.table());
+    assert_eq!(report.summary.status(409), 380, "{}", report.table());
+    assert_eq!(report.summary.transport_errors, 0);
+    assert_eq!(
+        report.summary.by_code.values().sum::<u64>(),
+        380,
+        "every refusal carries a code"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.name.starts_with("coupon-rush: issued ==") && c.pass),
+        "the scenario checks ran"
+    );
+}
