@@ -7,86 +7,8 @@ use serde::Serialize;
 use crate::scenario::{Prepared, Scenario};
 use crate::stats::Summary;
 
-/// The invariants: (what a nonzero count means, SQL that counts it). The same list as
-/// `check_invariants` in the shop crate's tests/api/helpers.rs.
-pub const INVARIANTS: &[(&str, &str)] = &[
-    (
-        "a balance below zero",
-        "select count(*) from users where balance < 0",
-    ),
-    (
-        "a balance that differs from its ledger",
-        "select count(*) from users u where u.balance <>
-           (select coalesce(cast(sum(l.amount) as bigint), 0) from balance_ledger l where l.user_id = u.id)",
-    ),
-    (
-        "a ledger entry whose balanceAfter is not the running sum",
-        "select count(*) from balance_ledger l where l.balance_after <>
-           (select cast(sum(m.amount) as bigint) from balance_ledger m where m.user_id = l.user_id and m.id <= l.id)",
-    ),
-    (
-        "stock below zero",
-        "select count(*) from products where stock < 0",
-    ),
-    (
-        "stock that is not adjustments minus what PENDING and PAID orders hold",
-        "select count(*) from products p where p.stock <>
-           (select coalesce(cast(sum(a.delta) as bigint), 0) from stock_adjustments a where a.product_id = p.id)
-           - (select coalesce(cast(sum(i.quantity) as bigint), 0) from order_items i join orders o on o.id = i.order_id
-              where i.product_id = p.id and o.status in ('PENDING', 'PAID'))",
-    ),
-    (
-        "a coupon issued above its total, or a counter that is not the issued count",
-        "select count(*) from coupons c where c.issued_quantity > c.total_quantity
-           or c.issued_quantity <> (select count(*) from user_coupons uc where uc.coupon_id = c.id)",
-    ),
-    (
-        "a PAID order without exactly one PAYMENT of its final amount",
-        "select count(*) from orders o where o.status = 'PAID' and
-           (select count(*) from balance_ledger l where l.order_id = o.id and l.kind = 'PAYMENT' and l.amount = -o.final_amount) <> 1",
-    ),
-    (
-        "a PAID order without exactly one order.paid event",
-        "select count(*) from orders o where o.status = 'PAID' and
-           (select count(*) from outbox_events e where e.order_id = o.id and e.event_type = 'order.paid') <> 1",
-    ),
-    (
-        "a payment entry for an order that was never paid",
-        "select count(*) from balance_ledger l join orders o on o.id = l.order_id
-           where l.kind = 'PAYMENT' and o.paid_at is null",
-    ),
-    (
-        "a cancelled paid order without exactly one refund",
-        "select count(*) from orders o where o.status = 'CANCELLED' and o.paid_at is not null and
-           (select count(*) from balance_ledger l where l.order_id = o.id and l.kind = 'REFUND' and l.amount = o.final_amount) <> 1",
-    ),
-    (
-        "a coupon held by an order that is not PENDING or PAID, or not its own",
-        "select count(*) from user_coupons uc left join orders o on o.id = uc.order_id
-           where uc.order_id is not null and (o.id is null or o.status not in ('PENDING', 'PAID')
-           or o.user_coupon_id <> uc.id or o.user_id <> uc.user_id)",
-    ),
-    (
-        "a PENDING or PAID order with a coupon that it does not hold",
-        "select count(*) from orders o join user_coupons uc on uc.id = o.user_coupon_id
-           where o.status in ('PENDING', 'PAID') and (uc.order_id is null or uc.order_id <> o.id)",
-    ),
-    (
-        "hourly sales that differ from the PAID orders they roll up",
-        "select count(*) from (
-           select product_id, hour, cast(sum(q) as bigint) as diff from (
-             select product_id, hour, quantity as q from product_sales_hourly
-             union all
-             select i.product_id, o.paid_at / 3600000, -i.quantity
-             from orders o join order_items i on i.order_id = o.id where o.status = 'PAID'
-           ) x group by product_id, hour
-         ) d where d.diff <> 0",
-    ),
-    (
-        "an order whose final amount is not total minus discount",
-        "select count(*) from orders where final_amount <> total_amount - discount_amount or final_amount < 0",
-    ),
-];
+/// The contract's invariants, from the server library (shared with its tests).
+pub use shop::invariants::CHECKS as INVARIANTS;
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

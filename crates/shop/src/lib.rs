@@ -18,6 +18,7 @@ pub mod demo; // demo data for a fresh embedded database
 pub mod error; // ApiError: the contract's error shape
 pub mod http; // shared extractors and middleware
 pub mod ids; // id newtypes
+pub mod invariants; // the contract's invariants as SQL checks
 pub mod money; // Won and discount arithmetic
 pub mod openapi; // the OpenAPI document
 pub mod order; // orders: place, pay, cancel, expire
