@@ -156,17 +156,21 @@ pub async fn issue(
         Gate::AlreadyIssued => return Err(CouponError::AlreadyIssued.into()),
         Gate::Pass => {}
     }
+    // Refusals a read can tell are answered without waiting for the writer.
+    let precheck = async {
+        let mut conn = state.db.read().acquire().await?;
+        store::precheck(&mut conn, id, user, state.clock.now()).await
+    };
+    if let Err(e) = precheck.await {
+        state.cache.coupon_decided(id, user, learned(&e)).await;
+        return Err(e.into());
+    }
     let mut tx = state.db.begin().await?;
     let issued = match store::issue(&mut tx, id, user, state.clock.now()).await {
         Ok(issued) => issued,
         Err(e) => {
             drop(tx);
-            let learned = match e {
-                CouponError::SoldOut => Gate::SoldOut,
-                CouponError::AlreadyIssued => Gate::AlreadyIssued,
-                _ => Gate::Pass,
-            };
-            state.cache.coupon_decided(id, user, learned).await;
+            state.cache.coupon_decided(id, user, learned(&e)).await;
             return Err(e.into());
         }
     };
@@ -177,6 +181,15 @@ pub async fn issue(
         .coupon_decided(id, user, Gate::AlreadyIssued)
         .await;
     Ok(res)
+}
+
+/// What the gate may remember of a refusal from the database.
+fn learned(refusal: &CouponError) -> Gate {
+    match refusal {
+        CouponError::SoldOut => Gate::SoldOut,
+        CouponError::AlreadyIssued => Gate::AlreadyIssued,
+        _ => Gate::Pass,
+    }
 }
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.

@@ -93,13 +93,16 @@ pub async fn get(
     row.map(Coupon::from).ok_or(CouponError::NotFound(id))
 }
 
-/// Issues `coupon` to `user`: at most `total_quantity` ever, at most once per user.
-pub async fn issue(
+/// Every refusal that reading can tell, in the order the contract's checks go:
+/// unknown coupon, unknown user, outside the issue period, already issued, sold out.
+/// Run on the read pool first, a rush of refusals never waits for the writer; each
+/// refusal is final (coupons are never taken back), so it cannot be wrong later.
+pub async fn precheck(
     conn: &mut AnyConnection,
     coupon_id: CouponId,
     user: UserId,
     now: DateTime<Utc>,
-) -> Result<UserCoupon, CouponError> {
+) -> Result<Coupon, CouponError> {
     let coupon = get(&mut *conn, coupon_id).await?;
     if !crate::balance::store::user_exists(&mut *conn, user).await? {
         return Err(CouponError::UserNotFound(user));
@@ -116,6 +119,20 @@ pub async fn issue(
     if held.is_some() {
         return Err(CouponError::AlreadyIssued);
     }
+    if coupon.issued_quantity >= coupon.total_quantity {
+        return Err(CouponError::SoldOut);
+    }
+    Ok(coupon)
+}
+
+/// Issues `coupon` to `user`: at most `total_quantity` ever, at most once per user.
+pub async fn issue(
+    conn: &mut AnyConnection,
+    coupon_id: CouponId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<UserCoupon, CouponError> {
+    let coupon = precheck(&mut *conn, coupon_id, user, now).await?;
     // The decision: the counter moves only while below the total.
     let taken: Option<(i64,)> = sqlx::query_as(
         "update coupons set issued_quantity = issued_quantity + 1
