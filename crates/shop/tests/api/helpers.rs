@@ -472,6 +472,8 @@ pub async fn start_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
         .env("SHOP_OUTBOX_INTERVAL_MS", "20")
         .env("SHOP_DEMO_DATA", "false")
         .env("RUST_LOG", "warn")
+        // several instances and parallel tests share one PostgreSQL (max_connections 100)
+        .env("SHOP_DB_MAX_CONNECTIONS", "8")
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
