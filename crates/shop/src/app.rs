@@ -35,6 +35,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub ranking: RankingCache,
     pub cache: Cache,
+    pub batcher: crate::batch::Batcher,
     pub metrics: PrometheusHandle,
 }
 
@@ -48,7 +49,13 @@ impl AppState {
         )
         .await?;
         let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix).await?;
+        let batch_max = if config.group_commit {
+            config.batch_max
+        } else {
+            1
+        };
         let state = AppState {
+            batcher: crate::batch::Batcher::start(db.clone(), batch_max),
             db,
             cache,
             clock,

@@ -121,6 +121,15 @@ pub struct Config {
     #[arg(long, env = "SHOP_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub db_statement_timeout_ms: u64,
 
+    /// Group commit: concurrent orders, payments, cancels, charges and coupon issues
+    /// share one durable commit per short batch. `false`: one transaction each.
+    #[arg(long, env = "SHOP_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_commit: bool,
+
+    /// Most jobs in one group commit.
+    #[arg(long, env = "SHOP_BATCH_MAX", default_value_t = 128)]
+    pub batch_max: usize,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to put in `Retry-After`.
     pub retry_after: Option<u64>,
+    /// A deadlock or serialization failure: the transaction may simply run again.
+    pub retry: bool,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            retry: false,
         }
     }
 
@@ -80,6 +83,16 @@ impl From<sqlx::Error> for ApiError {
                 );
                 e.retry_after = Some(1);
                 e
+            }
+            sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("40P01" | "40001")) => {
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the request collided with another one; retry",
+                );
+                err.retry = true;
+                err.retry_after = Some(1);
+                err
             }
             other => ApiError::internal(other),
         }

@@ -8,6 +8,7 @@
 
 pub mod app; // AppState, router, server and background workers
 pub mod balance; // users, balance charge and ledger
+pub mod batch; // group commit: concurrent changes share one transaction
 pub mod cache; // Redis: optional shared cache and coupon gate
 pub mod clock; // injected time source
 pub mod config; // settings from flags and environment

@@ -9,13 +9,15 @@ use utoipa::ToSchema;
 
 use super::{Balance, LedgerEntry, LedgerKind, User, store, validate_name};
 use crate::app::AppState;
+use crate::batch::Job;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::Idempotency;
+use crate::http::idempotency::{Idempotency, respond};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::UserId;
 use crate::money::Won;
 use axum::response::Response;
+use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -84,26 +86,31 @@ pub async fn charge(
     if !(1..=max).contains(&req.amount) {
         return Err(ApiError::invalid(format!("amount must be 1..={max} won")));
     }
-    let mut tx = state.db.begin().await?;
-    let after = store::credit(
-        &mut tx,
-        user,
-        Won(req.amount),
-        Some(Won(state.config.max_balance)),
-        LedgerKind::Charge,
-        None,
-        to_millis(state.clock.now()),
-    )
-    .await?;
-    idem.commit_json(
-        tx,
-        StatusCode::OK,
-        &Balance {
-            user_id: user,
-            balance: after,
-        },
-    )
-    .await
+    let (clock, max_balance) = (state.clock.clone(), Won(state.config.max_balance));
+    let amount = Won(req.amount);
+    let job: Job = Arc::new(move |conn| {
+        let (idem, clock) = (idem.clone(), clock.clone());
+        Box::pin(async move {
+            let now = to_millis(clock.now());
+            let after = store::credit(
+                conn,
+                user,
+                amount,
+                Some(max_balance),
+                LedgerKind::Charge,
+                None,
+                now,
+            )
+            .await?;
+            let balance = Balance {
+                user_id: user,
+                balance: after,
+            };
+            idem.answer(conn, StatusCode::OK, &balance, Vec::new())
+                .await
+        })
+    });
+    Ok(respond(&state.batcher.run(job).await?))
 }
 
 /// The balance history, newest first.

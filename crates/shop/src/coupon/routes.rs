@@ -12,15 +12,17 @@ use utoipa::ToSchema;
 use super::store::{self, NewCoupon};
 use super::{Coupon, CouponError, UserCoupon, UserCouponView};
 use crate::app::AppState;
+use crate::batch::Job;
 use crate::cache::Gate;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::Idempotency;
+use crate::http::idempotency::{Idempotency, respond};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{CouponId, UserId};
 use crate::money::{DiscountType, Won};
 use crate::product::MAX_PRICE;
 use axum::response::Response;
+use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -165,22 +167,34 @@ pub async fn issue(
         state.cache.coupon_decided(id, user, learned(&e)).await;
         return Err(e.into());
     }
-    let mut tx = state.db.begin().await?;
-    let issued = match store::issue(&mut tx, id, user, state.clock.now()).await {
-        Ok(issued) => issued,
-        Err(e) => {
-            drop(tx);
-            state.cache.coupon_decided(id, user, learned(&e)).await;
-            return Err(e.into());
+    let clock = state.clock.clone();
+    let job: Job = Arc::new(move |conn| {
+        let (idem, clock) = (idem.clone(), clock.clone());
+        Box::pin(async move {
+            let issued = store::issue(conn, id, user, clock.now()).await?;
+            idem.answer(conn, StatusCode::CREATED, &issued, Vec::new())
+                .await
+        })
+    });
+    match state.batcher.run(job).await {
+        Ok(done) => {
+            metrics::counter!("shop_coupons_issued_total").increment(1);
+            state
+                .cache
+                .coupon_decided(id, user, Gate::AlreadyIssued)
+                .await;
+            Ok(respond(&done))
         }
-    };
-    let res = idem.commit_json(tx, StatusCode::CREATED, &issued).await?;
-    metrics::counter!("shop_coupons_issued_total").increment(1);
-    state
-        .cache
-        .coupon_decided(id, user, Gate::AlreadyIssued)
-        .await;
-    Ok(res)
+        Err(e) => {
+            let verdict = match e.code {
+                "COUPON_SOLD_OUT" => Gate::SoldOut,
+                "COUPON_ALREADY_ISSUED" => Gate::AlreadyIssued,
+                _ => Gate::Pass,
+            };
+            state.cache.coupon_decided(id, user, verdict).await;
+            Err(e)
+        }
+    }
 }
 
 /// What the gate may remember of a refusal from the database.

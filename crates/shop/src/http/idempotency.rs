@@ -37,7 +37,9 @@ struct Claim {
     key: String,
 }
 
-/// Handlers that mutate take this and finish with [`Idempotency::commit_json`].
+/// Handlers that mutate take this and finish with [`Idempotency::commit_json`] (or,
+/// inside a group-commit job, [`Idempotency::answer`]).
+#[derive(Clone)]
 pub struct Idempotency(Option<Claim>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
@@ -74,15 +76,58 @@ impl Idempotency {
     }
 }
 
-/// Marks the claim DONE with its answer (a no-op when already DONE).
+impl Idempotency {
+    /// Inside a group-commit job: serializes the answer and stores it under the
+    /// request's key in the job's transaction. If the claim is gone (its request was
+    /// abandoned and released before the job ran), the job fails and changes nothing,
+    /// so a retry can never find the work done without its answer.
+    pub async fn answer<T: Serialize>(
+        &self,
+        conn: &mut AnyConnection,
+        status: StatusCode,
+        value: &T,
+        products: Vec<crate::ids::ProductId>,
+    ) -> crate::batch::JobResult {
+        let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
+        if let Some(claim) = &self.0
+            && record(conn, &claim.scope, &claim.key, status, &body).await? == 0
+        {
+            return Err(ApiError::conflict(
+                "IDEMPOTENCY_KEY_IN_PROGRESS",
+                "the request with this Idempotency-Key was abandoned; send it again",
+            ));
+        }
+        Ok(crate::batch::Done {
+            status,
+            body,
+            products,
+        })
+    }
+}
+
+/// The answer of a committed job.
+pub fn respond(done: &crate::batch::Done) -> Response {
+    (
+        done.status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        done.body.clone(),
+    )
+        .into_response()
+}
+
+/// Marks the claim DONE with its answer (a no-op when already DONE). Returns the
+/// rows changed.
 async fn record(
     conn: &mut AnyConnection,
     scope: &str,
     key: &str,
     status: StatusCode,
     body: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
         "update idempotency_keys set state = 'DONE', status_code = $1, body = $2
          where scope = $3 and idem_key = $4 and state = 'IN_PROGRESS'",
     )
@@ -91,8 +136,9 @@ async fn record(
     .bind(scope)
     .bind(key)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(done)
 }
 
 /// Releases the claim if the middleware is dropped before it finishes (a timeout or

@@ -10,11 +10,13 @@ use utoipa::ToSchema;
 use super::service::{self, Line, OrderRules, PlaceOrder};
 use super::{Order, OrderError, store};
 use crate::app::AppState;
+use crate::batch::Job;
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::idempotency::Idempotency;
+use crate::http::idempotency::{Idempotency, respond};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
 use axum::response::Response;
+use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,16 +90,22 @@ pub async fn place(
     };
     let rules = state.order_rules();
     service::validate_lines(&place.lines, rules)?;
-    let mut tx = state.db.begin().await?;
-    let order = service::place(&mut tx, &place, rules, state.clock.now()).await?;
-    let res = idem.commit_json(tx, StatusCode::CREATED, &order).await?;
-    state
-        .products_changed(order.items.iter().map(|i| i.product_id))
-        .await;
+    let (clock, place) = (state.clock.clone(), Arc::new(place));
+    let job: Job = Arc::new(move |conn| {
+        let (idem, clock, place) = (idem.clone(), clock.clone(), place.clone());
+        Box::pin(async move {
+            let order = service::place(conn, &place, rules, clock.now()).await?;
+            let products = order.items.iter().map(|i| i.product_id).collect();
+            idem.answer(conn, StatusCode::CREATED, &order, products)
+                .await
+        })
+    });
+    let done = state.batcher.run(job).await?;
+    state.products_changed(done.products.iter().copied()).await;
     if req.pay {
         metrics::counter!("shop_orders_paid_total").increment(1);
     }
-    Ok(res)
+    Ok(respond(&done))
 }
 
 /// An order.
@@ -124,11 +132,17 @@ pub async fn pay(
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
-    let mut tx = state.db.begin().await?;
-    let order = service::pay(&mut tx, id, state.clock.now()).await?;
-    let res = idem.commit_json(tx, StatusCode::OK, &order).await?;
+    let clock = state.clock.clone();
+    let job: Job = Arc::new(move |conn| {
+        let (idem, clock) = (idem.clone(), clock.clone());
+        Box::pin(async move {
+            let order = service::pay(conn, id, clock.now()).await?;
+            idem.answer(conn, StatusCode::OK, &order, Vec::new()).await
+        })
+    });
+    let done = state.batcher.run(job).await?;
     metrics::counter!("shop_orders_paid_total").increment(1);
-    Ok(res)
+    Ok(respond(&done))
 }
 
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
@@ -144,13 +158,18 @@ pub async fn cancel(
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
-    let mut tx = state.db.begin().await?;
-    let order = service::cancel(&mut tx, id, state.clock.now()).await?;
-    let res = idem.commit_json(tx, StatusCode::OK, &order).await?;
-    state
-        .products_changed(order.items.iter().map(|i| i.product_id))
-        .await;
-    Ok(res)
+    let clock = state.clock.clone();
+    let job: Job = Arc::new(move |conn| {
+        let (idem, clock) = (idem.clone(), clock.clone());
+        Box::pin(async move {
+            let order = service::cancel(conn, id, clock.now()).await?;
+            let products = order.items.iter().map(|i| i.product_id).collect();
+            idem.answer(conn, StatusCode::OK, &order, products).await
+        })
+    });
+    let done = state.batcher.run(job).await?;
+    state.products_changed(done.products.iter().copied()).await;
+    Ok(respond(&done))
 }
 
 /// A user's orders, newest first.
