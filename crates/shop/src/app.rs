@@ -54,8 +54,16 @@ impl AppState {
         } else {
             1
         };
+        let writers = config
+            .batch_writers
+            .unwrap_or(match (db.backend, config.group_commit) {
+                (Backend::Sqlite, _) => 1,
+                // leave half the pool for reads and idempotency claims
+                (Backend::Postgres, true) => (config.db_max_connections as usize / 2).clamp(1, 8),
+                (Backend::Postgres, false) => config.db_max_connections as usize,
+            });
         let state = AppState {
-            batcher: crate::batch::Batcher::start(db.clone(), batch_max),
+            batcher: crate::batch::Batcher::start(db.clone(), batch_max, writers),
             db,
             cache,
             clock,

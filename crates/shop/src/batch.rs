@@ -54,11 +54,15 @@ pub struct Batcher {
 const RETRIES: usize = 5;
 
 impl Batcher {
-    /// Starts the writer task. `max_batch` 1 turns group commit off (one transaction
-    /// per job).
-    pub fn start(db: Db, max_batch: usize) -> Batcher {
+    /// Starts `writers` writer tasks sharing one queue (one on SQLite, which has one
+    /// writer; several on PostgreSQL, whose batches run side by side). `max_batch` 1
+    /// turns group commit off (one transaction per job).
+    pub fn start(db: Db, max_batch: usize, writers: usize) -> Batcher {
         let (queue, rx) = mpsc::channel(8192);
-        tokio::spawn(writer(db, rx, max_batch.max(1)));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(db.clone(), rx.clone(), max_batch.max(1)));
+        }
         Batcher { queue }
     }
 
@@ -75,15 +79,22 @@ impl Batcher {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Queued>, max_batch: usize) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+async fn writer(db: Db, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>, max_batch: usize) {
+    loop {
+        // Take what is waiting (at least one job), then let go of the queue so that
+        // another writer can take the next batch while this one runs.
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         metrics::histogram!("shop_batch_size").record(batch.len() as f64);
         let results = run_batch(&db, &batch).await;
         for (queued, result) in batch.into_iter().zip(results) {

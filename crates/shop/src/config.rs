@@ -130,6 +130,11 @@ pub struct Config {
     #[arg(long, env = "SHOP_BATCH_MAX", default_value_t = 128)]
     pub batch_max: usize,
 
+    /// Writer tasks running batches side by side. Default: 1 on SQLite (one writer);
+    /// on PostgreSQL half the pool, at most 8 (the whole pool without group commit).
+    #[arg(long, env = "SHOP_BATCH_WRITERS")]
+    pub batch_writers: Option<usize>,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
