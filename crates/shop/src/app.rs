@@ -278,8 +278,3 @@ impl AppState {
         self.cache.forget_products(ids).await;
     }
 }
-
-/// Whether the backend is the embedded one.
-pub fn is_embedded(state: &AppState) -> bool {
-    state.db.backend == Backend::Sqlite
-}

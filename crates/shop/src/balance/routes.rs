@@ -110,7 +110,7 @@ pub async fn charge(
                 .await
         })
     });
-    Ok(respond(&state.batcher.run(job).await?))
+    Ok(respond(state.batcher.run(job).await?))
 }
 
 /// The balance history, newest first.

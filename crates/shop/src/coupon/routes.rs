@@ -158,15 +158,6 @@ pub async fn issue(
         Gate::AlreadyIssued => return Err(CouponError::AlreadyIssued.into()),
         Gate::Pass => {}
     }
-    // Refusals a read can tell are answered without waiting for the writer.
-    let precheck = async {
-        let mut conn = state.db.read().acquire().await?;
-        store::precheck(&mut conn, id, user, state.clock.now()).await
-    };
-    if let Err(e) = precheck.await {
-        state.cache.coupon_decided(id, user, learned(&e)).await;
-        return Err(e.into());
-    }
     let clock = state.clock.clone();
     let job: Job = Arc::new(move |conn| {
         let (idem, clock) = (idem.clone(), clock.clone());
@@ -176,34 +167,26 @@ pub async fn issue(
                 .await
         })
     });
-    match state.batcher.run(job).await {
-        Ok(done) => {
-            metrics::counter!("shop_coupons_issued_total").increment(1);
-            state
-                .cache
-                .coupon_decided(id, user, Gate::AlreadyIssued)
-                .await;
-            Ok(respond(&done))
-        }
-        Err(e) => {
-            let verdict = match e.code {
-                "COUPON_SOLD_OUT" => Gate::SoldOut,
-                "COUPON_ALREADY_ISSUED" => Gate::AlreadyIssued,
-                _ => Gate::Pass,
-            };
-            state.cache.coupon_decided(id, user, verdict).await;
-            Err(e)
-        }
-    }
-}
-
-/// What the gate may remember of a refusal from the database.
-fn learned(refusal: &CouponError) -> Gate {
-    match refusal {
-        CouponError::SoldOut => Gate::SoldOut,
-        CouponError::AlreadyIssued => Gate::AlreadyIssued,
-        _ => Gate::Pass,
-    }
+    // Refusals a read can tell are answered without waiting for the writer.
+    let precheck = async {
+        let mut conn = state.db.read().acquire().await?;
+        store::precheck(&mut conn, id, user, state.clock.now()).await
+    };
+    let outcome = match precheck.await {
+        Ok(_) => state.batcher.run(job).await,
+        Err(refusal) => Err(refusal.into()),
+    };
+    // Teach the gate what the database decided.
+    let verdict = match &outcome {
+        Ok(_) => Gate::AlreadyIssued,
+        Err(e) if e.code == "COUPON_SOLD_OUT" => Gate::SoldOut,
+        Err(e) if e.code == "COUPON_ALREADY_ISSUED" => Gate::AlreadyIssued,
+        Err(_) => Gate::Pass,
+    };
+    state.cache.coupon_decided(id, user, verdict).await;
+    let done = outcome?;
+    metrics::counter!("shop_coupons_issued_total").increment(1);
+    Ok(respond(done))
 }
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.

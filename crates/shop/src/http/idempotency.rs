@@ -51,32 +51,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
 }
 
 impl Idempotency {
-    /// Serializes the answer, stores it under the request's key inside `tx` (when the
-    /// request has one), commits, and returns the answer.
-    pub async fn commit_json<T: Serialize>(
-        &self,
-        mut tx: Tx,
-        status: StatusCode,
-        value: &T,
-    ) -> ApiResult<Response> {
-        let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
-        if let Some(claim) = &self.0 {
-            record(&mut tx, &claim.scope, &claim.key, status, &body).await?;
-        }
-        tx.commit().await?;
-        Ok((
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response())
-    }
-}
-
-impl Idempotency {
     /// Inside a group-commit job: serializes the answer and stores it under the
     /// request's key in the job's transaction. If the claim is gone (its request was
     /// abandoned and released before the job ran), the job fails and changes nothing,
@@ -103,20 +77,40 @@ impl Idempotency {
             products,
         })
     }
+
+    /// Outside group commit: stores the answer in `tx` (as [`Idempotency::answer`]),
+    /// commits, and returns the answer.
+    pub async fn commit_json<T: Serialize>(
+        &self,
+        mut tx: Tx,
+        status: StatusCode,
+        value: &T,
+    ) -> ApiResult<Response> {
+        let done = self.answer(&mut tx, status, value, Vec::new()).await?;
+        tx.commit().await?;
+        Ok(respond(done))
+    }
 }
 
 /// The answer of a committed job.
-pub fn respond(done: &crate::batch::Done) -> Response {
-    (
+pub fn respond(done: crate::batch::Done) -> Response {
+    let mut res = (
         done.status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        done.body.clone(),
+        done.body,
     )
-        .into_response()
+        .into_response();
+    res.extensions_mut().insert(AnswerStored);
+    res
 }
+
+/// Marks a response whose answer is already stored under its key (in the
+/// transaction that did the work), so the middleware need not store it again.
+#[derive(Clone, Copy)]
+struct AnswerStored;
 
 /// Marks the claim DONE with its answer (a no-op when already DONE). Returns the
 /// rows changed.
@@ -294,7 +288,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
         }
     };
     let status = res_parts.status;
-    let outcome = if status.is_server_error() {
+    let outcome = if res_parts.extensions.get::<AnswerStored>().is_some() {
+        // The handler stored it in its own transaction.
+        Ok(())
+    } else if status.is_server_error() {
         // Not stored: a retry may run the request again.
         forget(&state, &scope, &key).await;
         Ok(())

@@ -162,7 +162,18 @@ pub struct Page<T: ToSchema> {
 impl<T: ToSchema> Page<T> {
     /// Builds a page from up to `limit + 1` rows fetched in list order; `key` gives
     /// the keyset value of an item.
-    pub fn from_rows(mut rows: Vec<T>, paging: Paging, key: impl Fn(&T) -> i64) -> Self {
+    pub fn from_rows(rows: Vec<T>, paging: Paging, key: impl Fn(&T) -> i64) -> Self {
+        Self::from_mapped_rows(rows, paging, key, |item| item)
+    }
+
+    /// As [`Page::from_rows`], for rows whose keyset value is not part of the item
+    /// shown: `key` reads it from the row, `map` turns a row into an item.
+    pub fn from_mapped_rows<R>(
+        mut rows: Vec<R>,
+        paging: Paging,
+        key: impl Fn(&R) -> i64,
+        map: impl FnMut(R) -> T,
+    ) -> Self {
         let limit = paging.limit as usize;
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
@@ -171,7 +182,7 @@ impl<T: ToSchema> Page<T> {
             None
         };
         Page {
-            items: rows,
+            items: rows.into_iter().map(map).collect(),
             next_cursor,
         }
     }

@@ -9,6 +9,8 @@ pub mod routes;
 pub mod service;
 pub mod store;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -78,6 +80,23 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
     /// When a PENDING order expires and releases what it holds.
     pub expires_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// Units per product, in product-id order (every flow locks product rows in this
+    /// order, so two transactions cannot deadlock on PostgreSQL).
+    pub fn quantities(&self) -> BTreeMap<ProductId, i64> {
+        per_product(self.items.iter().map(|i| (i.product_id, i.quantity)))
+    }
+}
+
+/// Quantities summed per product, in product-id order.
+fn per_product(lines: impl IntoIterator<Item = (ProductId, i64)>) -> BTreeMap<ProductId, i64> {
+    let mut sums = BTreeMap::new();
+    for (product, quantity) in lines {
+        *sums.entry(product).or_insert(0) += quantity;
+    }
+    sums
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -105,7 +105,7 @@ pub async fn place(
     if req.pay {
         metrics::counter!("shop_orders_paid_total").increment(1);
     }
-    Ok(respond(&done))
+    Ok(respond(done))
 }
 
 /// An order.
@@ -142,7 +142,7 @@ pub async fn pay(
     });
     let done = state.batcher.run(job).await?;
     metrics::counter!("shop_orders_paid_total").increment(1);
-    Ok(respond(&done))
+    Ok(respond(done))
 }
 
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
@@ -169,7 +169,7 @@ pub async fn cancel(
     });
     let done = state.batcher.run(job).await?;
     state.products_changed(done.products.iter().copied()).await;
-    Ok(respond(&done))
+    Ok(respond(done))
 }
 
 /// A user's orders, newest first.

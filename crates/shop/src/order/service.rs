@@ -68,11 +68,7 @@ pub fn validate_lines(lines: &[Line], rules: OrderRules) -> Result<(), OrderErro
 /// Demand summed per product, in product-id order (every transaction takes product
 /// rows in the same order, so two orders cannot deadlock on PostgreSQL).
 pub fn demand(lines: &[Line]) -> BTreeMap<ProductId, i64> {
-    let mut demand = BTreeMap::new();
-    for line in lines {
-        *demand.entry(line.product).or_insert(0) += line.quantity;
-    }
-    demand
+    super::per_product(lines.iter().map(|l| (l.product, l.quantity)))
 }
 
 /// Places an order: holds all its stock and its coupon, or nothing. With `pay`, also
@@ -199,7 +195,7 @@ pub async fn pay(
     let order = store::get(&mut *conn, id).await?;
     balance::store::debit_for_order(&mut *conn, order.user_id, order.final_amount, id, now_ms)
         .await?;
-    for (product_id, quantity) in store::held_quantities(&mut *conn, id).await? {
+    for (product_id, quantity) in order.quantities() {
         crate::ranking::record_sale(&mut *conn, now_ms, product_id, quantity).await?;
     }
     outbox::store::enqueue(conn, outbox::EventType::OrderPaid, &order, now).await?;
@@ -256,7 +252,7 @@ pub async fn cancel(
         )
         .await?;
         let paid_at = order.paid_at.map(to_millis).unwrap_or(now_ms);
-        for (product_id, quantity) in store::held_quantities(&mut *conn, id).await? {
+        for (product_id, quantity) in order.quantities() {
             crate::ranking::record_sale(&mut *conn, paid_at, product_id, -quantity).await?;
         }
     }
@@ -289,7 +285,7 @@ pub async fn expire(
 
 /// Gives back the stock and coupon an order held.
 async fn release(conn: &mut AnyConnection, order: &Order) -> Result<(), OrderError> {
-    for (product_id, quantity) in store::held_quantities(&mut *conn, order.id).await? {
+    for (product_id, quantity) in order.quantities() {
         product::store::return_stock(&mut *conn, product_id, quantity).await?;
     }
     if let Some(c) = order.user_coupon_id {

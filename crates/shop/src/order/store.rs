@@ -214,21 +214,6 @@ pub async fn transition(
     Ok(done.rows_affected() == 1)
 }
 
-/// Units per product held by an order, in product-id order (a consistent lock order).
-pub async fn held_quantities(
-    conn: &mut AnyConnection,
-    id: OrderId,
-) -> Result<Vec<(ProductId, i64)>, sqlx::Error> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "select product_id, cast(sum(quantity) as bigint) from order_items
-         where order_id = $1 group by product_id order by product_id",
-    )
-    .bind(id.0)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|(p, q)| (ProductId(p), q)).collect())
-}
-
 /// PENDING orders whose time is up, oldest first. With `skip_locked` (PostgreSQL),
 /// rows another instance is expiring right now are locked for this transaction or
 /// skipped, so instances share the work instead of repeating it.

@@ -70,9 +70,8 @@ impl Relay {
 
     /// One pass over the undelivered events. Returns how many were delivered.
     pub async fn pass(&mut self) -> anyhow::Result<usize> {
-        let backlog = store::backlog(self.db.read()).await?;
+        let (backlog, oldest) = store::backlog(self.db.read()).await?;
         metrics::gauge!("shop_outbox_backlog").set(backlog as f64);
-        let oldest = store::oldest_undelivered(self.db.read()).await?;
         let age_ms = oldest.map_or(0, |at| (to_millis(self.clock.now()) - at).max(0));
         metrics::gauge!("shop_outbox_oldest_age_seconds").set(age_ms as f64 / 1000.0);
         if backlog == 0 {

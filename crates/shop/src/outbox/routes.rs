@@ -85,39 +85,26 @@ pub async fn list(
         paging.limit + 1,
     )
     .await?;
-    let items: Vec<(i64, UndeliveredEvent)> = rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.seq,
-                UndeliveredEvent {
-                    id: r.id,
-                    kind: r.event_type,
-                    order_id: r.order_id,
-                    status: if r.parked_at.is_some() {
-                        DeliveryStatus::Failed
-                    } else {
-                        DeliveryStatus::Pending
-                    },
-                    created_at: from_millis(r.created_at),
-                    attempts: r.attempts,
-                    next_attempt_at: from_millis(r.next_attempt_at),
-                    last_error: r.last_error,
-                },
-            )
-        })
-        .collect();
     // The cursor is the outbox sequence of the last item.
-    let mut page = Page::from_rows(
-        items.iter().map(|(_, e)| e.clone()).collect(),
+    let page = Page::from_mapped_rows(
+        rows,
         paging,
-        |_| 0,
+        |r| r.seq,
+        |r| UndeliveredEvent {
+            id: r.id,
+            kind: r.event_type,
+            order_id: r.order_id,
+            status: if r.parked_at.is_some() {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Pending
+            },
+            created_at: from_millis(r.created_at),
+            attempts: r.attempts,
+            next_attempt_at: from_millis(r.next_attempt_at),
+            last_error: r.last_error,
+        },
     );
-    if page.next_cursor.is_some() {
-        page.next_cursor = Some(crate::http::encode_cursor(
-            items[paging.limit as usize - 1].0,
-        ));
-    }
     Ok(axum::Json(page))
 }
 

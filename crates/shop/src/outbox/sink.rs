@@ -8,25 +8,35 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
+use super::store::Pending;
+
 /// The JetStream stream events are published to.
 pub const STREAM: &str = "SHOP_EVENTS";
 
 pub enum Sink {
-    /// Published on `shop.events.<type>` with `Nats-Msg-Id: <event id>` (the stream
-    /// drops re-sends within its duplicate window); delivered once the stream acked.
-    Nats {
-        jetstream: async_nats::jetstream::Context,
-        stream_ready: bool,
-    },
-    Webhook {
-        client: reqwest::Client,
-        url: String,
-        secret: Option<String>,
-    },
-    File {
-        path: PathBuf,
-        file: Option<tokio::fs::File>,
-    },
+    Nats(JetStream),
+    Webhook(Webhook),
+    File(JsonLines),
+}
+
+/// Published on `shop.events.<type>` with `Nats-Msg-Id: <event id>` (the stream drops
+/// re-sends within its duplicate window); delivered once the stream acked.
+pub struct JetStream {
+    jetstream: async_nats::jetstream::Context,
+    stream_ready: bool,
+}
+
+/// `POST` of the document, signed when a secret is set.
+pub struct Webhook {
+    client: reqwest::Client,
+    url: String,
+    secret: Option<String>,
+}
+
+/// Appended as JSON lines to a file.
+pub struct JsonLines {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
 }
 
 impl Sink {
@@ -34,11 +44,11 @@ impl Sink {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        Ok(Sink::Webhook {
+        Ok(Sink::Webhook(Webhook {
             client,
             url,
             secret,
-        })
+        }))
     }
 
     /// Connects in the background: the server starts (and takes payments) whether
@@ -49,170 +59,139 @@ impl Sink {
             .connection_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
-        Ok(Sink::Nats {
+        Ok(Sink::Nats(JetStream {
             jetstream: async_nats::jetstream::new(client),
             stream_ready: false,
-        })
+        }))
     }
 
     pub fn file(path: PathBuf) -> Sink {
-        Sink::File { path, file: None }
+        Sink::File(JsonLines { path, file: None })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Sink::Nats { .. } => "nats",
-            Sink::Webhook { .. } => "webhook",
-            Sink::File { .. } => "file",
-        }
-    }
-
-    /// Hands one event to the sink. For the file, the line is written but only
-    /// durable after [`Sink::flush`].
-    pub async fn send(
-        &mut self,
-        event_type: &str,
-        event_id: &str,
-        payload: &str,
-        now_unix: i64,
-    ) -> anyhow::Result<()> {
-        match self {
-            Sink::Nats {
-                jetstream,
-                stream_ready,
-            } => {
-                if !*stream_ready {
-                    ensure_stream(jetstream).await?;
-                    *stream_ready = true;
-                }
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Nats-Msg-Id", event_id);
-                let publish = jetstream.publish_with_headers(
-                    format!("shop.events.{event_type}"),
-                    headers,
-                    payload.to_owned().into(),
-                );
-                let result: anyhow::Result<()> = async {
-                    let ack = publish.await?;
-                    tokio::time::timeout(Duration::from_secs(5), ack).await??;
-                    Ok(())
-                }
-                .await;
-                if let Err(e) = &result {
-                    // The stream may have been deleted: make sure of it next time.
-                    *stream_ready = false;
-                    anyhow::bail!("JetStream did not acknowledge: {e}");
-                }
-                Ok(())
-            }
-            Sink::Webhook {
-                client,
-                url,
-                secret,
-            } => {
-                let mut req = client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .header("Shop-Event-Id", event_id)
-                    .header("Shop-Timestamp", now_unix.to_string());
-                if let Some(secret) = secret {
-                    req = req.header("Shop-Signature", signature(secret, now_unix, payload));
-                }
-                let res = req.body(payload.to_owned()).send().await?;
-                anyhow::ensure!(
-                    res.status().is_success(),
-                    "receiver answered {}",
-                    res.status()
-                );
-                Ok(())
-            }
-            Sink::File { path, file } => {
-                if file.is_none() {
-                    *file = Some(
-                        tokio::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&*path)
-                            .await?,
-                    );
-                }
-                let f = file.as_mut().expect("opened above");
-                let mut line = Vec::with_capacity(payload.len() + 1);
-                line.extend_from_slice(payload.as_bytes());
-                line.push(b'\n');
-                f.write_all(&line).await?;
-                Ok(())
-            }
+            Sink::Nats(_) => "nats",
+            Sink::Webhook(_) => "webhook",
+            Sink::File(_) => "file",
         }
     }
 
     /// Sends a batch of events of different orders; one result per event. To NATS
-    /// they are all published before the acknowledgements are awaited.
+    /// they are all published before the acknowledgements are awaited; the file's
+    /// lines are durable only after [`Sink::flush`].
     pub async fn send_batch(
         &mut self,
-        events: &[&super::store::Pending],
+        events: &[&Pending],
         now_unix: i64,
     ) -> Vec<anyhow::Result<()>> {
-        if let Sink::Nats {
-            jetstream,
-            stream_ready,
-        } = self
-        {
-            if !*stream_ready {
-                if let Err(e) = ensure_stream(jetstream).await {
-                    return events
-                        .iter()
-                        .map(|_| Err(anyhow::anyhow!("JetStream: {e}")))
-                        .collect();
-                }
-                *stream_ready = true;
-            }
-            let mut pending = Vec::with_capacity(events.len());
-            for ev in events {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Nats-Msg-Id", ev.id.as_str());
-                let publish = jetstream
-                    .publish_with_headers(
-                        format!("shop.events.{}", ev.event_type),
-                        headers,
-                        ev.payload.clone().into(),
-                    )
-                    .await;
-                pending.push(publish);
-            }
-            let mut results = Vec::with_capacity(events.len());
-            for publish in pending {
-                let result: anyhow::Result<()> = async {
-                    let ack = publish?;
-                    tokio::time::timeout(Duration::from_secs(5), ack).await??;
-                    Ok(())
-                }
-                .await;
-                if result.is_err() {
-                    *stream_ready = false;
-                }
-                results.push(
-                    result.map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}")),
-                );
-            }
-            return results;
-        }
         let mut results = Vec::with_capacity(events.len());
-        for ev in events {
-            results.push(
-                self.send(&ev.event_type, &ev.id, &ev.payload, now_unix)
-                    .await,
-            );
+        match self {
+            Sink::Nats(nats) => return nats.publish(events).await,
+            Sink::Webhook(webhook) => {
+                for ev in events {
+                    results.push(webhook.post(ev, now_unix).await);
+                }
+            }
+            Sink::File(file) => {
+                for ev in events {
+                    results.push(file.append(ev).await);
+                }
+            }
         }
         results
     }
 
     /// Makes what was sent durable (before rows are marked delivered).
     pub async fn flush(&mut self) -> anyhow::Result<()> {
-        if let Sink::File { file: Some(f), .. } = self {
+        if let Sink::File(JsonLines { file: Some(f), .. }) = self {
             f.flush().await?;
             f.sync_data().await?;
         }
+        Ok(())
+    }
+}
+
+impl JetStream {
+    async fn publish(&mut self, events: &[&Pending]) -> Vec<anyhow::Result<()>> {
+        if !self.stream_ready {
+            if let Err(e) = ensure_stream(&self.jetstream).await {
+                return events
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!("JetStream: {e}")))
+                    .collect();
+            }
+            self.stream_ready = true;
+        }
+        let mut pending = Vec::with_capacity(events.len());
+        for ev in events {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", ev.id.as_str());
+            let publish = self
+                .jetstream
+                .publish_with_headers(
+                    format!("shop.events.{}", ev.event_type),
+                    headers,
+                    ev.payload.clone().into(),
+                )
+                .await;
+            pending.push(publish);
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for publish in pending {
+            let result: anyhow::Result<()> = async {
+                let ack = publish?;
+                tokio::time::timeout(Duration::from_secs(5), ack).await??;
+                Ok(())
+            }
+            .await;
+            if result.is_err() {
+                // The stream may have been deleted: make sure of it next time.
+                self.stream_ready = false;
+            }
+            results.push(result.map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}")));
+        }
+        results
+    }
+}
+
+impl Webhook {
+    async fn post(&self, ev: &Pending, now_unix: i64) -> anyhow::Result<()> {
+        let mut req = self
+            .client
+            .post(self.url.as_str())
+            .header("content-type", "application/json")
+            .header("Shop-Event-Id", ev.id.as_str())
+            .header("Shop-Timestamp", now_unix.to_string());
+        if let Some(secret) = &self.secret {
+            req = req.header("Shop-Signature", signature(secret, now_unix, &ev.payload));
+        }
+        let res = req.body(ev.payload.clone()).send().await?;
+        anyhow::ensure!(
+            res.status().is_success(),
+            "receiver answered {}",
+            res.status()
+        );
+        Ok(())
+    }
+}
+
+impl JsonLines {
+    async fn append(&mut self, ev: &Pending) -> anyhow::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .await?,
+            );
+        }
+        let f = self.file.as_mut().expect("opened above");
+        let mut line = Vec::with_capacity(ev.payload.len() + 1);
+        line.extend_from_slice(ev.payload.as_bytes());
+        line.push(b'\n');
+        f.write_all(&line).await?;
         Ok(())
     }
 }

@@ -110,17 +110,6 @@ pub async fn mark_failed(
     Ok(())
 }
 
-/// The write time of the oldest undelivered event, if any.
-pub async fn oldest_undelivered(
-    ex: impl Executor<'_, Database = Any>,
-) -> Result<Option<i64>, sqlx::Error> {
-    let (oldest,): (Option<i64>,) =
-        sqlx::query_as("select min(created_at) from outbox_events where delivered_at is null")
-            .fetch_one(ex)
-            .await?;
-    Ok(oldest)
-}
-
 /// An event as the admin API shows it.
 #[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
@@ -189,11 +178,11 @@ pub async fn retry(
     Ok(done.rows_affected())
 }
 
-/// How many events wait for delivery.
-pub async fn backlog(ex: impl Executor<'_, Database = Any>) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("select count(*) from outbox_events where delivered_at is null")
-            .fetch_one(ex)
-            .await?;
-    Ok(n)
+/// How many events wait for delivery, and when the oldest of them was written.
+pub async fn backlog(
+    ex: impl Executor<'_, Database = Any>,
+) -> Result<(i64, Option<i64>), sqlx::Error> {
+    sqlx::query_as("select count(*), min(created_at) from outbox_events where delivered_at is null")
+        .fetch_one(ex)
+        .await
 }
