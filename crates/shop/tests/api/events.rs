@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Backend, Nats, TestApp, spawn_app_with, start_instance};
+use crate::helpers::{
+    Backend, Nats, TestApp, assert_each_order_in_order, spawn_app_with, start_instance,
+};
 
 /// The reference consumer, running in this process against its own SQLite file.
 struct Consumer {
@@ -92,14 +94,7 @@ async fn check_received(app: &TestApp, consumer: &Consumer, nats: &Nats) {
     for (_, order, kind) in &received {
         per_order.entry(*order).or_default().push(kind);
     }
-    for (order, kinds) in per_order {
-        assert!(
-            kinds == ["order.paid"]
-                || kinds == ["order.cancelled"]
-                || kinds == ["order.paid", "order.cancelled"],
-            "order {order}: {kinds:?}"
-        );
-    }
+    assert_each_order_in_order(per_order);
     assert_eq!(
         nats.stream_messages().await as i64,
         total,

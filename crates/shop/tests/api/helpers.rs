@@ -384,6 +384,14 @@ impl TestApp {
         n
     }
 
+    /// How many ledger entries of `kind` (PAYMENT, REFUND) an order has.
+    pub async fn ledger_entries(&self, order: i64, kind: &str) -> i64 {
+        self.scalar(&format!(
+            "select count(*) from balance_ledger where order_id = {order} and kind = '{kind}'"
+        ))
+        .await
+    }
+
     /// Waits (up to 10 s) until `sql` returns `want`.
     pub async fn wait_for(&self, sql: &str, want: i64) {
         for _ in 0..500 {
@@ -406,6 +414,19 @@ impl TestApp {
         {
             assert_eq!(n, 0, "invariant broken: {what}");
         }
+    }
+}
+
+/// Asserts that each order's events (types, in delivery order) are one of the
+/// sequences that can happen: paid; cancelled (while pending); paid then cancelled.
+pub fn assert_each_order_in_order(per_order: std::collections::HashMap<i64, Vec<&str>>) {
+    for (order, kinds) in per_order {
+        assert!(
+            kinds == ["order.paid"]
+                || kinds == ["order.cancelled"]
+                || kinds == ["order.paid", "order.cancelled"],
+            "order {order}: {kinds:?}"
+        );
     }
 }
 

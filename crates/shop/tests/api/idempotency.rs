@@ -221,13 +221,7 @@ async fn a_payment_replayed_answers_the_first_200_not_order_not_payable(#[case] 
         );
     }
     assert_eq!(app.balance(user).await, 8_000);
-    assert_eq!(
-        app.scalar(&format!(
-            "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(app.ledger_entries(order, "PAYMENT").await, 1);
     assert_eq!(
         app.scalar(&format!(
             "select count(*) from outbox_events where order_id = {order} and event_type = 'order.paid'"
@@ -600,13 +594,7 @@ async fn concurrent_payments_with_one_key_pay_once(#[case] backend: Backend) {
     assert!(!ok.is_empty(), "{replies:?}");
     assert!(ok.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(app.balance(user).await, 7_000);
-    assert_eq!(
-        app.scalar(&format!(
-            "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(app.ledger_entries(order, "PAYMENT").await, 1);
     app.check_invariants().await;
 }
 

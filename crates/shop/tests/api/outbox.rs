@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use rstest::rstest;
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, assert_each_order_in_order, spawn_app, spawn_app_with};
 
 /// Pays every order, cancels every third one (paid) and every fourth pending one.
 async fn order_traffic(app: &TestApp, n: usize) -> (usize, usize) {
@@ -59,14 +59,7 @@ fn check_events(events: &[Value]) {
             .or_default()
             .push(kind);
     }
-    for (order, kinds) in per_order {
-        assert!(
-            kinds == ["order.paid"]
-                || kinds == ["order.cancelled"]
-                || kinds == ["order.paid", "order.cancelled"],
-            "order {order}: {kinds:?}"
-        );
-    }
+    assert_each_order_in_order(per_order);
 }
 
 #[rstest]

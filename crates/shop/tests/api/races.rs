@@ -288,13 +288,7 @@ async fn ten_payments_of_one_order_pay_it_once(#[case] backend: Backend) {
     let winner = answers.iter().find(|a| a.0 == StatusCode::OK).unwrap();
     assert_eq!(winner.1["status"], "PAID");
 
-    assert_eq!(
-        app.scalar(&format!(
-            "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(app.ledger_entries(order, "PAYMENT").await, 1);
     assert_eq!(
         app.scalar(&format!(
             "select count(*) from balance_ledger where user_id = {user} and kind = 'PAYMENT'"
@@ -453,16 +447,8 @@ async fn cancel_racing_payment_ends_consistent(#[case] backend: Backend) {
         let order = orders[round];
         let (pay, cancel) = (&answers[2 * round], &answers[2 * round + 1]);
         let status = app.order_status(order).await;
-        let payments = app
-            .scalar(&format!(
-                "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
-            ))
-            .await;
-        let refunds = app
-            .scalar(&format!(
-                "select count(*) from balance_ledger where order_id = {order} and kind = 'REFUND'"
-            ))
-            .await;
+        let payments = app.ledger_entries(order, "PAYMENT").await;
+        let refunds = app.ledger_entries(order, "REFUND").await;
         let was_paid = app
             .scalar(&format!(
                 "select count(*) from orders where id = {order} and paid_at is not null"

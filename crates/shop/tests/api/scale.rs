@@ -288,13 +288,7 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
         answers.iter().filter(|(s, _)| *s == StatusCode::OK).count(),
         1
     );
-    assert_eq!(
-        app.scalar(&format!(
-            "select count(*) from balance_ledger where order_id = {order} and kind = 'PAYMENT'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(app.ledger_entries(order, "PAYMENT").await, 1);
 
     // Idempotent retries of one charge, spread: applied once.
     let user = users[1];
