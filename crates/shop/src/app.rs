@@ -37,6 +37,8 @@ pub struct AppState {
     pub cache: Cache,
     pub batcher: crate::batch::Batcher,
     pub metrics: PrometheusHandle,
+    pub auth: crate::auth::Auth,
+    pub rate_limits: http::limits::RateLimits,
 }
 
 impl AppState {
@@ -62,7 +64,21 @@ impl AppState {
                 (Backend::Postgres, true) => (config.db_max_connections as usize / 2).clamp(1, 8),
                 (Backend::Postgres, false) => config.db_max_connections as usize,
             });
+        let admin_token = crate::auth::admin_token(
+            config.admin_token.as_ref().map(|s| s.expose()),
+            db.sqlite_path.as_deref(),
+        )?;
+        let auth = crate::auth::Auth::load(
+            &db,
+            config.token_secret.as_ref().map(|s| s.expose()),
+            &admin_token,
+        )
+        .await?;
+        let rate_limits =
+            http::limits::RateLimits::new(config.rate_limit_per_client, config.rate_limit_per_user);
         let state = AppState {
+            auth,
+            rate_limits,
             batcher: crate::batch::Batcher::start(db.clone(), batch_max, writers),
             db,
             cache,
@@ -85,9 +101,19 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::coupon::routes::router())
         .merge(crate::order::routes::router())
         .merge(crate::outbox::routes::router())
+        // Outermost first: who is asking, are they over their rate, then the
+        // idempotency claim (scoped to the caller).
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             http::idempotency::layer,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::limits::rate_limit,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
         ));
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     Router::new()
@@ -106,6 +132,16 @@ pub fn router(state: AppState) -> Router {
             time_limit(timeout, req, next)
         }))
         .layer(middleware::from_fn(telemetry::track))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { http::limits::overloaded() },
+                ))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    state.config.max_in_flight.max(1),
+                )),
+        )
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
@@ -196,7 +232,10 @@ pub async fn spawn_workers(
             }
             Sink::nats(nats).await?
         }
-        (None, Some(url)) => Sink::webhook(url.clone(), config.data_platform_secret.clone())?,
+        (None, Some(url)) => Sink::webhook(
+            url.clone(),
+            config.data_platform_secret.as_ref().map(|s| s.0.clone()),
+        )?,
         (None, None) => Sink::file(events_file(state)),
     };
     let relay = Relay {
@@ -256,6 +295,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

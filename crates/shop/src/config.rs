@@ -54,7 +54,7 @@ pub struct Config {
 
     /// Secret for the webhook's `Shop-Signature` (HMAC-SHA256).
     #[arg(long, env = "SHOP_DATA_PLATFORM_SECRET", hide_env_values = true)]
-    pub data_platform_secret: Option<String>,
+    pub data_platform_secret: Option<Secret>,
 
     /// Seed demo users, products and a coupon. Default: true on an empty embedded
     /// database, false otherwise.
@@ -135,6 +135,31 @@ pub struct Config {
     #[arg(long, env = "SHOP_BATCH_WRITERS")]
     pub batch_writers: Option<usize>,
 
+    /// The admin token (`Authorization: Bearer <token>` on `/api/v1/admin/...`). When
+    /// unset on the embedded default, one is generated at first start, stored beside
+    /// the database and printed once; PostgreSQL deployments must set it.
+    #[arg(long, env = "SHOP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Key that signs users' tokens. Unset: a random key made once and kept in the
+    /// database, shared by every instance.
+    #[arg(long, env = "SHOP_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<Secret>,
+
+    /// Requests per second allowed to one client address (bursts of as many). Unset: off.
+    #[arg(long, env = "SHOP_RATE_LIMIT_PER_CLIENT")]
+    pub rate_limit_per_client: Option<u32>,
+
+    /// Requests per second allowed to one authenticated user (bursts of as many).
+    /// Unset: off.
+    #[arg(long, env = "SHOP_RATE_LIMIT_PER_USER")]
+    pub rate_limit_per_user: Option<u32>,
+
+    /// Requests served at once; beyond it, requests are answered 503 `OVERLOADED`
+    /// (with `Retry-After`) at once instead of queueing without bound.
+    #[arg(long, env = "SHOP_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    pub max_in_flight: usize,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -159,5 +184,29 @@ impl Config {
 
     pub fn popular_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.popular_cache_secs.min(10))
+    }
+}
+
+/// A secret setting: its `Debug` never shows the value, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
     }
 }

@@ -7,6 +7,7 @@
 //! one payment entry and one `order.paid` event.
 
 pub mod app; // AppState, router, server and background workers
+pub mod auth; // bearer tokens: who is asking, and may they
 pub mod balance; // users, balance charge and ledger
 pub mod batch; // group commit: concurrent changes share one transaction
 pub mod cache; // Redis: optional shared cache and coupon gate

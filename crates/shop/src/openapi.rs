@@ -1,6 +1,9 @@
 //! The OpenAPI document, served at `/api-docs/openapi.json` and shown at `/docs`.
 
-use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use crate::{balance, coupon, order, outbox, product, ranking};
 
@@ -16,8 +19,16 @@ and body replays the first answer; with another body it answers 422 \
 `IDEMPOTENCY_KEY_REUSED`; while the first is in flight, 409 `IDEMPOTENCY_KEY_IN_PROGRESS`. \
 Bodies must be `application/json` (else 415 `UNSUPPORTED_MEDIA_TYPE`); unknown fields, \
 wrong types, floats and out-of-range values answer 400 `INVALID_REQUEST`; bodies over the \
-limit answer 413 `PAYLOAD_TOO_LARGE`."
+limit answer 413 `PAYLOAD_TOO_LARGE`.\n\n\
+Authentication: `POST /api/v1/users` answers the user's bearer token. User routes \
+(`/api/v1/users/{userId}/...`), order routes and coupon issue need \
+`Authorization: Bearer <token>` of the user concerned (401 `UNAUTHENTICATED` without a \
+valid token, 403 `FORBIDDEN` with someone else's, the admin's included); admin routes need \
+the admin token (`SHOP_ADMIN_TOKEN`). Both are checked before the resource is looked up. \
+Rate limits (off by default) answer 429 `RATE_LIMITED` with `Retry-After`; a server at its \
+limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
     ),
+    modifiers(&Guarantees),
     paths(
         balance::routes::create_user,
         balance::routes::get_balance,
@@ -51,3 +62,90 @@ limit answer 413 `PAYLOAD_TOO_LARGE`."
     )
 )]
 pub struct ApiDoc;
+
+/// Adds what every route shares but its own annotation does not repeat: the bearer
+/// security scheme with 401 and 403 on protected routes, and the answers any route may
+/// give (429 rate limited, 503 overloaded, 413/415 for bodies, 409/422 for
+/// idempotency keys).
+struct Guarantees;
+
+/// Whether `path` needs a token (see [`crate::auth`]).
+fn protected(path: &str) -> bool {
+    path.starts_with("/api/v1/admin/")
+        || path.starts_with("/api/v1/users/")
+        || path.starts_with("/api/v1/orders")
+        || path.ends_with("/issue")
+}
+
+fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn ensure(op: &mut Operation, status: &str, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| error(description));
+}
+
+impl Modify for Guarantees {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.patch.as_mut()),
+            ];
+            for (mutation, op) in ops {
+                let Some(op) = op else { continue };
+                if protected(path) {
+                    op.security = Some(vec![SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    )]);
+                    ensure(op, "401", "UNAUTHENTICATED: no valid bearer token");
+                    ensure(
+                        op,
+                        "403",
+                        "FORBIDDEN: the token is not the one this route needs",
+                    );
+                }
+                if mutation {
+                    ensure(
+                        op,
+                        "409",
+                        "IDEMPOTENCY_KEY_IN_PROGRESS, or a business rule refuses",
+                    );
+                    ensure(op, "413", "PAYLOAD_TOO_LARGE");
+                    ensure(op, "415", "UNSUPPORTED_MEDIA_TYPE: the body must be JSON");
+                    ensure(
+                        op,
+                        "422",
+                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
+                    );
+                }
+                ensure(op, "400", "INVALID_REQUEST");
+                ensure(op, "429", "RATE_LIMITED (see Retry-After)");
+                ensure(
+                    op,
+                    "503",
+                    "OVERLOADED, TIMEOUT or UNAVAILABLE (see Retry-After)",
+                );
+            }
+        }
+    }
+}

@@ -23,6 +23,17 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// A new user and the bearer token that acts as them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    pub id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// `Authorization: Bearer <token>` for this user's routes, orders and coupon issues.
+    pub token: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {

@@ -7,14 +7,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{Balance, LedgerEntry, LedgerKind, User, store, validate_name};
+use super::{Balance, CreatedUser, LedgerEntry, LedgerKind, store, validate_name};
 use crate::app::AppState;
+use crate::auth::OwnUser;
 use crate::batch::Job;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::{Idempotency, respond};
-use crate::http::{Json, Page, Paging, PagingParams, PathId};
-use crate::ids::UserId;
+use crate::http::{Json, Page, Paging, PagingParams};
 use crate::money::Won;
 use axum::response::Response;
 use std::sync::Arc;
@@ -41,11 +41,12 @@ pub struct ChargeRequest {
     pub amount: i64,
 }
 
-/// Create a user (a buyer with a zero balance).
+/// Create a user (a buyer with a zero balance). The answer carries the user's bearer
+/// token. Open to anyone.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = CreateUserRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
-    responses((status = 201, body = User), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
     idem: Idempotency,
@@ -54,7 +55,13 @@ pub async fn create_user(
     let name = validate_name(&req.name)?;
     let mut tx = state.db.begin().await?;
     let user = store::create_user(&mut tx, &name, to_millis(state.clock.now())).await?;
-    idem.commit_json(tx, StatusCode::CREATED, &user).await
+    let created = CreatedUser {
+        token: state.auth.token_for(user.id),
+        id: user.id,
+        name: user.name,
+        created_at: user.created_at,
+    };
+    idem.commit_json(tx, StatusCode::CREATED, &created).await
 }
 
 /// The user's balance.
@@ -62,8 +69,8 @@ pub async fn create_user(
     params(("userId" = i64, Path)),
     responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
+    OwnUser(user): OwnUser,
     State(state): State<AppState>,
-    PathId(user): PathId<UserId>,
 ) -> ApiResult<axum::Json<Balance>> {
     Ok(axum::Json(store::balance(state.db.read(), user).await?))
 }
@@ -77,9 +84,9 @@ pub async fn get_balance(
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
 pub async fn charge(
+    OwnUser(user): OwnUser,
     State(state): State<AppState>,
     idem: Idempotency,
-    PathId(user): PathId<UserId>,
     Json(req): Json<ChargeRequest>,
 ) -> ApiResult<Response> {
     let max = state.config.max_charge;
@@ -118,8 +125,8 @@ pub async fn charge(
     params(("userId" = i64, Path), PagingParams),
     responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
 pub async fn history(
+    OwnUser(user): OwnUser,
     State(state): State<AppState>,
-    PathId(user): PathId<UserId>,
     paging: Paging,
 ) -> ApiResult<axum::Json<Page<LedgerEntry>>> {
     let rows = store::history(state.db.read(), user, paging).await?;

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::store::{self, NewCoupon};
 use super::{Coupon, CouponError, UserCoupon, UserCouponView};
 use crate::app::AppState;
+use crate::auth::{Authenticated, OwnUser};
 use crate::batch::Job;
 use crate::cache::Gate;
 use crate::clock::to_millis;
@@ -143,6 +144,7 @@ pub async fn detail(
         (status = 409, body = ErrorBody,
             description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED, COUPON_NOT_IN_ISSUE_PERIOD")))]
 pub async fn issue(
+    Authenticated(caller): Authenticated,
     State(state): State<AppState>,
     idem: Idempotency,
     PathId(id): PathId<CouponId>,
@@ -152,6 +154,7 @@ pub async fn issue(
         return Err(ApiError::invalid("userId must be a positive id"));
     }
     let user = UserId(req.user_id);
+    caller.require_user(user)?;
     // Refusals the database already made are answered without it.
     match state.cache.coupon_gate(id, user).await {
         Gate::SoldOut => return Err(CouponError::SoldOut.into()),
@@ -194,8 +197,8 @@ pub async fn issue(
     params(("userId" = i64, Path), PagingParams),
     responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
+    OwnUser(user): OwnUser,
     State(state): State<AppState>,
-    PathId(user): PathId<UserId>,
     paging: Paging,
 ) -> ApiResult<axum::Json<Page<UserCouponView>>> {
     let rows = store::list_for_user(state.db.read(), user, paging, state.clock.now()).await?;

@@ -348,15 +348,13 @@ fn replay(stored: Stored) -> Response {
     res
 }
 
-/// Who is asking. Until authentication arrives, admin routes share the scope "admin"
-/// and every other route the scope "public" (the fingerprint still includes the path
-/// and body, so a key can never replay another request's answer).
+/// Keys live in the scope of who is asking (set by [`crate::auth::authenticate`]).
 fn caller_scope(req: &Request) -> String {
-    if req.uri().path().starts_with("/api/v1/admin/") {
-        "admin".to_string()
-    } else {
-        "public".to_string()
-    }
+    req.extensions()
+        .get::<crate::auth::Caller>()
+        .copied()
+        .unwrap_or(crate::auth::Caller::Anonymous)
+        .scope()
 }
 
 /// Deletes keys older than [`RETENTION`]. Returns how many.

@@ -2,6 +2,7 @@
 //! error shape (never axum's plain-text rejections), paging, idempotency.
 
 pub mod idempotency;
+pub mod limits;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};

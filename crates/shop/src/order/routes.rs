@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::service::{self, Line, OrderRules, PlaceOrder};
 use super::{Order, OrderError, store};
 use crate::app::AppState;
+use crate::auth::{Authenticated, Caller, OwnUser};
 use crate::batch::Job;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::idempotency::{Idempotency, respond};
@@ -68,6 +69,7 @@ impl AppState {
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
 pub async fn place(
+    Authenticated(caller): Authenticated,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<PlaceOrderRequest>,
@@ -75,6 +77,7 @@ pub async fn place(
     if req.user_id <= 0 || req.user_coupon_id.is_some_and(|c| c <= 0) {
         return Err(OrderError::Invalid("ids must be positive".into()).into());
     }
+    caller.require_user(UserId(req.user_id))?;
     let place = PlaceOrder {
         user: UserId(req.user_id),
         lines: req
@@ -113,11 +116,23 @@ pub async fn place(
     params(("orderId" = i64, Path)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
 pub async fn detail(
+    Authenticated(caller): Authenticated,
     State(state): State<AppState>,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<axum::Json<Order>> {
     let mut conn = state.db.read().acquire().await?;
-    Ok(axum::Json(store::get(&mut conn, id).await?))
+    let order = store::get(&mut conn, id).await?;
+    caller.require_user(order.user_id)?;
+    Ok(axum::Json(order))
+}
+
+/// 404 for an order that does not exist, 403 for someone else's: an order's owner
+/// never changes, so a read decides before the work is queued.
+async fn require_owner(state: &AppState, caller: Caller, id: OrderId) -> ApiResult<()> {
+    match store::owner(state.db.read(), id).await? {
+        None => Err(OrderError::NotFound(id).into()),
+        Some(owner) => caller.require_user(owner),
+    }
 }
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
@@ -128,10 +143,12 @@ pub async fn detail(
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
 pub async fn pay(
+    Authenticated(caller): Authenticated,
     State(state): State<AppState>,
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
+    require_owner(&state, caller, id).await?;
     let clock = state.clock.clone();
     let job: Job = Arc::new(move |conn| {
         let (idem, clock) = (idem.clone(), clock.clone());
@@ -154,10 +171,12 @@ pub async fn pay(
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
 pub async fn cancel(
+    Authenticated(caller): Authenticated,
     State(state): State<AppState>,
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
+    require_owner(&state, caller, id).await?;
     let clock = state.clock.clone();
     let job: Job = Arc::new(move |conn| {
         let (idem, clock) = (idem.clone(), clock.clone());
@@ -177,8 +196,8 @@ pub async fn cancel(
     params(("userId" = i64, Path), PagingParams),
     responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
+    OwnUser(user): OwnUser,
     State(state): State<AppState>,
-    PathId(user): PathId<UserId>,
     paging: Paging,
 ) -> ApiResult<axum::Json<Page<Order>>> {
     let mut conn = state.db.read().acquire().await?;

@@ -130,6 +130,18 @@ pub async fn get(conn: &mut AnyConnection, id: OrderId) -> Result<Order, OrderEr
 }
 
 /// The status of an order, if it exists.
+/// Who placed order `id`, if it exists.
+pub async fn owner(
+    ex: impl Executor<'_, Database = Any>,
+    id: OrderId,
+) -> Result<Option<UserId>, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("select user_id from orders where id = $1")
+        .bind(id.0)
+        .fetch_optional(ex)
+        .await?;
+    Ok(row.map(|(u,)| UserId(u)))
+}
+
 pub async fn status(
     ex: impl Executor<'_, Database = Any>,
     id: OrderId,

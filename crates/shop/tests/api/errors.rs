@@ -31,12 +31,10 @@ async fn send(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
-    let mut req = app.client.request(method.clone(), app.url(path));
+    let body = (!body.is_empty() || content_type.is_some()).then_some(body);
+    let mut req = app.request(method.clone(), path, body).await;
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
-    }
-    if !body.is_empty() || content_type.is_some() {
-        req = req.body(body);
     }
     let res = req
         .send()
@@ -1643,13 +1641,13 @@ async fn no_input_makes_the_server_fail(#[case] backend: Backend) {
 
     let mut failures = Vec::new();
     for (method, path, ct, body) in &bodies {
-        let mut req = app.client.request(method.clone(), app.url(path));
+        let mut req = app.request(method.clone(), path, Some(body.clone())).await;
         if let Some(ct) = ct
             && let Ok(v) = reqwest::header::HeaderValue::from_str(ct)
         {
             req = req.header("content-type", v);
         }
-        let res = match req.body(body.clone()).send().await {
+        let res = match req.send().await {
             Ok(res) => res,
             Err(e) => {
                 failures.push(format!("{method} {path}: no answer: {e}"));

@@ -20,8 +20,12 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub shutdown: CancellationToken,
     pub dir: tempfile::TempDir,
+    pub admin_token: String,
     pg_database: Option<String>,
 }
+
+/// The admin token every test server is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 impl Drop for TestApp {
     fn drop(&mut self) {
@@ -135,7 +139,12 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     config.outbox_interval_ms = 20;
     config.expiry_interval_ms = 50;
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = Some(shop::config::Secret(ADMIN_TOKEN.into()));
     tweak(&mut config);
+    let admin_token = config
+        .admin_token
+        .as_ref()
+        .map_or_else(String::new, |t| t.expose().to_string());
     let clock = ManualClock::new();
     let state = AppState::new(config, clock.clone())
         .await
@@ -161,6 +170,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         clock,
         shutdown,
         dir,
+        admin_token,
         pg_database,
     }
 }
@@ -182,50 +192,119 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// `user`'s bearer token (tokens are signed, so the harness can make any).
+    pub fn user_token(&self, user: i64) -> String {
+        self.state.auth.token_for(shop::ids::UserId(user))
+    }
+
+    /// The token the rightful caller of `path` sends: the admin's on admin routes;
+    /// on `/users/{id}/...`, that user's; on order creation and coupon issue, the
+    /// body's `userId`'s; on `/orders/{id}/...`, the order's owner's. Where the owner
+    /// cannot be told (a malformed body, an order that does not exist), user 1's, so
+    /// that the request gets past authentication to the check under test. Public
+    /// routes get none.
+    pub async fn rightful_token(&self, path: &str, body: Option<&[u8]>) -> Option<String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let id = |s: &str| s.parse::<i64>().ok().filter(|id| *id > 0);
+        let body_user = || {
+            body.and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                .and_then(|v| v["userId"].as_i64())
+                .filter(|id| *id > 0)
+        };
+        let user = match segments.as_slice() {
+            ["api", "v1", "admin", ..] => return Some(self.admin_token.clone()),
+            ["api", "v1", "users", user, _, ..] => id(user),
+            ["api", "v1", "coupons", _, "issue"] | ["api", "v1", "orders"] => body_user(),
+            ["api", "v1", "orders", order, ..] => match id(order) {
+                Some(order) => self.order_owner(order).await,
+                None => None,
+            },
+            _ => return None,
+        };
+        Some(self.user_token(user.unwrap_or(1)))
+    }
+
+    async fn order_owner(&self, order: i64) -> Option<i64> {
+        sqlx::query_as::<_, (i64,)>("select user_id from orders where id = $1")
+            .bind(order)
+            .fetch_optional(self.state.db.read())
+            .await
+            .expect("order owner")
+            .map(|(u,)| u)
+    }
+
+    /// A request to `path` carrying the rightful caller's token (see
+    /// [`TestApp::rightful_token`]); `body` is sent as is when given.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> reqwest::RequestBuilder {
+        self.request_to(&self.base, method, path, body).await
+    }
+
+    /// As [`TestApp::request`], to another instance at `base`.
+    pub async fn request_to(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, format!("{base}{path}"));
+        if let Some(token) = self.rightful_token(path, body.as_deref()).await {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        req
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> Answer {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        let mut req = self.request(method, path, bytes).await;
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        answer(req.send().await.expect("request")).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
-        answer(self.client.get(self.url(path)).send().await.expect("GET")).await
+        self.send_json(reqwest::Method::GET, path, None, None).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
-        answer(
-            self.client
-                .post(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .expect("POST"),
-        )
-        .await
+        self.send_json(reqwest::Method::POST, path, Some(&body), None)
+            .await
     }
 
     /// POST without a body (payment, cancel).
     pub async fn post_empty(&self, path: &str) -> Answer {
-        answer(self.client.post(self.url(path)).send().await.expect("POST")).await
+        self.send_json(reqwest::Method::POST, path, None, None)
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Answer {
-        answer(
-            self.client
-                .patch(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .expect("PATCH"),
-        )
-        .await
+        self.send_json(reqwest::Method::PATCH, path, Some(&body), None)
+            .await
     }
 
     /// POST with an `Idempotency-Key`.
     pub async fn post_with_key(&self, path: &str, body: Value, key: &str) -> Answer {
-        let res = self
-            .client
-            .post(self.url(path))
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
+        self.send_json(reqwest::Method::POST, path, Some(&body), Some(key))
             .await
-            .expect("POST");
-        answer(res).await
     }
 
     /// POST of raw bytes with the given content type.
@@ -233,17 +312,18 @@ impl TestApp {
         &self,
         path: &str,
         content_type: &str,
-        body: impl Into<reqwest::Body>,
+        body: impl Into<Vec<u8>>,
     ) -> Answer {
-        let res = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        answer(res).await
+        let req = self
+            .request(reqwest::Method::POST, path, Some(body.into()))
+            .await;
+        answer(
+            req.header("content-type", content_type)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
     }
 
     // ---- fixtures through the API ----
@@ -492,6 +572,7 @@ pub async fn start_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
         .env("SHOP_EVENTS_FILE", app.dir.path().join("shop.events.jsonl"))
         .env("SHOP_OUTBOX_INTERVAL_MS", "20")
         .env("SHOP_DEMO_DATA", "false")
+        .env("SHOP_ADMIN_TOKEN", &app.admin_token)
         .env("RUST_LOG", "warn")
         // several instances and parallel tests share one PostgreSQL (max_connections 100)
         .env("SHOP_DB_MAX_CONNECTIONS", "8")

@@ -4,6 +4,8 @@
 //! is 409 `IDEMPOTENCY_KEY_IN_PROGRESS`; malformed keys are 400; requests without a
 //! key and GETs are not affected.
 
+use std::sync::Arc;
+
 use chrono::TimeDelta;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
@@ -40,21 +42,21 @@ impl Reply {
 
 /// Sends `body` (JSON, or no body at all when `None`) with an optional raw key.
 async fn request(
-    client: &reqwest::Client,
+    app: &TestApp,
     method: Method,
-    url: &str,
+    path: &str,
     body: Option<&str>,
     key: Option<&[u8]>,
 ) -> Reply {
-    let mut req = client.request(method, url);
+    let mut req = app
+        .request(method, path, body.map(|b| b.as_bytes().to_vec()))
+        .await;
     if let Some(key) = key {
         let value = HeaderValue::from_bytes(key).expect("a header value the client can send");
         req = req.header("Idempotency-Key", value);
     }
-    if let Some(body) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_string());
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
     }
     let res = req.send().await.expect("request");
     let status = res.status();
@@ -67,26 +69,12 @@ async fn request(
 }
 
 async fn post(app: &TestApp, path: &str, body: &str, key: &str) -> Reply {
-    request(
-        &app.client,
-        Method::POST,
-        &app.url(path),
-        Some(body),
-        Some(key.as_bytes()),
-    )
-    .await
+    request(app, Method::POST, path, Some(body), Some(key.as_bytes())).await
 }
 
 /// POST without a body (payment, cancel).
 async fn post_empty(app: &TestApp, path: &str, key: Option<&str>) -> Reply {
-    request(
-        &app.client,
-        Method::POST,
-        &app.url(path),
-        None,
-        key.map(str::as_bytes),
-    )
-    .await
+    request(app, Method::POST, path, None, key.map(str::as_bytes)).await
 }
 
 fn charge_path(user: i64) -> String {
@@ -375,23 +363,16 @@ async fn the_same_key_with_another_body_is_422_and_changes_nothing(#[case] backe
 #[tokio::test]
 async fn the_same_key_on_another_path_is_422_and_changes_nothing(#[case] backend: Backend) {
     let app = spawn_app(backend).await;
-    let a = app.create_user("kim").await;
-    let b = app.user_with_balance("lee", 10_000).await;
+    let a = app.user_with_balance("kim", 10_000).await;
+    let b = app.create_user("lee").await;
     let product = app.create_product("pen", 1_000, 10).await;
-    let order = pending_order(&app, b, product, 1).await;
+    let order = pending_order(&app, a, product, 1).await;
 
     let first = post(&app, &charge_path(a), r#"{"amount": 1000}"#, "shared").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
 
-    let users = app.scalar("select count(*) from users").await;
     let ledger = app.scalar("select count(*) from balance_ledger").await;
-    // the same body on another user's charge
-    post(&app, &charge_path(b), r#"{"amount": 1000}"#, "shared")
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED");
-    post(&app, "/api/v1/users", r#"{"name": "park"}"#, "shared")
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED");
+    // the same caller's key on its order's payment and cancel
     post_empty(
         &app,
         &format!("/api/v1/orders/{order}/payment"),
@@ -406,14 +387,16 @@ async fn the_same_key_on_another_path_is_422_and_changes_nothing(#[case] backend
     )
     .await
     .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED");
-    assert_eq!(app.scalar("select count(*) from users").await, users);
     assert_eq!(
         app.scalar("select count(*) from balance_ledger").await,
         ledger
     );
-    assert_eq!(app.balance(a).await, 1000);
-    assert_eq!(app.balance(b).await, 10_000);
+    assert_eq!(app.balance(a).await, 11_000);
     assert_eq!(app.order_status(order).await, "PENDING");
+    // keys are scoped to the caller: another user's "shared" is a key of its own
+    let other = post(&app, &charge_path(b), r#"{"amount": 1000}"#, "shared").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text());
+    assert_eq!(app.balance(b).await, 1000);
     app.check_invariants().await;
 }
 
@@ -428,7 +411,7 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend:
     let user = app.create_user("kim").await;
     let product = app.create_product("pen", 1_000, 10).await;
     let order = pending_order(&app, user, product, 1).await;
-    let url = app.url(&charge_path(user));
+    let url = charge_path(user);
     let too_long = vec![b'k'; 129];
     let bad_keys: Vec<&[u8]> = vec![
         b"",
@@ -441,7 +424,7 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend:
     ];
     for key in &bad_keys {
         let reply = request(
-            &app.client,
+            &app,
             Method::POST,
             &url,
             Some(r#"{"amount": 1000}"#),
@@ -450,18 +433,18 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend:
         .await;
         reply.assert_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         let reply = request(
-            &app.client,
+            &app,
             Method::POST,
-            &app.url(&format!("/api/v1/orders/{order}/payment")),
+            &format!("/api/v1/orders/{order}/payment"),
             None,
             Some(key),
         )
         .await;
         reply.assert_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         let reply = request(
-            &app.client,
+            &app,
             Method::POST,
-            &app.url("/api/v1/admin/products"),
+            "/api/v1/admin/products",
             Some(r#"{"name": "cup", "price": 1, "stock": 1}"#),
             Some(key),
         )
@@ -483,7 +466,7 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend:
     ];
     for (i, key) in keys.iter().enumerate() {
         let reply = request(
-            &app.client,
+            &app,
             Method::POST,
             &url,
             Some(r#"{"amount": 1000}"#),
@@ -506,14 +489,14 @@ async fn malformed_keys_are_refused_with_400_and_change_nothing(#[case] backend:
 async fn concurrent_charges_with_one_key_are_applied_once(#[case] backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
-    let url = app.url(&charge_path(user));
-    let client = app.client.clone();
+    let url = charge_path(user);
+    let app = Arc::new(app);
     let replies = race(10, |_| {
-        let client = client.clone();
+        let app = app.clone();
         let url = url.clone();
         async move {
             request(
-                &client,
+                &app,
                 Method::POST,
                 &url,
                 Some(r#"{"amount": 1000}"#),
@@ -542,7 +525,7 @@ async fn concurrent_charges_with_one_key_are_applied_once(#[case] backend: Backe
     assert_eq!(ledger_count(&app, user).await, 1);
     // afterwards, the key replays the 200
     let again = request(
-        &client,
+        &app,
         Method::POST,
         &url,
         Some(r#"{"amount": 1000}"#),
@@ -564,21 +547,12 @@ async fn concurrent_payments_with_one_key_pay_once(#[case] backend: Backend) {
     let user = app.user_with_balance("kim", 10_000).await;
     let product = app.create_product("pen", 1_000, 10).await;
     let order = pending_order(&app, user, product, 3).await;
-    let url = app.url(&format!("/api/v1/orders/{order}/payment"));
-    let client = app.client.clone();
+    let url = format!("/api/v1/orders/{order}/payment");
+    let app = Arc::new(app);
     let replies = race(10, |_| {
-        let client = client.clone();
+        let app = app.clone();
         let url = url.clone();
-        async move {
-            request(
-                &client,
-                Method::POST,
-                &url,
-                None,
-                Some(b"pay-race".as_slice()),
-            )
-            .await
-        }
+        async move { request(&app, Method::POST, &url, None, Some(b"pay-race".as_slice())).await }
     })
     .await;
     let mut ok = Vec::new();
@@ -606,18 +580,18 @@ async fn concurrent_orders_with_one_key_place_one_order(#[case] backend: Backend
     let app = spawn_app(backend).await;
     let user = app.user_with_balance("kim", 100_000).await;
     let product = app.create_product("pen", 1_000, 100).await;
-    let url = app.url("/api/v1/orders");
+    let url = "/api/v1/orders".to_string();
     let body =
         json!({ "userId": user, "items": [{ "productId": product, "quantity": 2 }], "pay": true })
             .to_string();
-    let client = app.client.clone();
+    let app = Arc::new(app);
     let replies = race(10, |_| {
-        let client = client.clone();
+        let app = app.clone();
         let url = url.clone();
         let body = body.clone();
         async move {
             request(
-                &client,
+                &app,
                 Method::POST,
                 &url,
                 Some(body.as_str()),
@@ -683,33 +657,19 @@ async fn requests_without_a_key_or_with_distinct_keys_are_not_deduplicated(
 async fn gets_are_not_affected_by_keys(#[case] backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.create_user("kim").await;
-    let url = app.url(&format!("/api/v1/users/{user}/balance"));
-    let first = request(
-        &app.client,
-        Method::GET,
-        &url,
-        None,
-        Some(b"get-key".as_slice()),
-    )
-    .await;
+    let url = format!("/api/v1/users/{user}/balance");
+    let first = request(&app, Method::GET, &url, None, Some(b"get-key".as_slice())).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(first.body["balance"], 0);
     let (s, b) = app.charge(user, 1000).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     // not replayed: the GET answers the balance now
-    let again = request(
-        &app.client,
-        Method::GET,
-        &url,
-        None,
-        Some(b"get-key".as_slice()),
-    )
-    .await;
+    let again = request(&app, Method::GET, &url, None, Some(b"get-key".as_slice())).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text());
     assert_eq!(again.body["balance"], 1000);
     // a malformed key does not matter on a GET
     for key in [&b""[..], &[b'k'; 129][..], b"tab\there"] {
-        let r = request(&app.client, Method::GET, &url, None, Some(key)).await;
+        let r = request(&app, Method::GET, &url, None, Some(key)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
     assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
@@ -779,11 +739,12 @@ async fn a_keyed_charge_that_timed_out_after_its_work_is_not_applied_again(
     // the request's claim, a blocker, the request's charge, a second blocker, the
     // request's answer.
     let hold = db.begin().await.expect("writer");
-    let client = app.client.clone();
-    let url = app.url(&charge_path(user));
+    let app = Arc::new(app);
+    let spawned = app.clone();
+    let url = charge_path(user);
     let first = tokio::spawn(async move {
         request(
-            &client,
+            &spawned,
             Method::POST,
             &url,
             Some(body),

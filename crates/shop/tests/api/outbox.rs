@@ -139,7 +139,7 @@ async fn webhook_gets_signed_events_retried_until_they_succeed(#[case] backend: 
     let url = spawn_receiver(receiver.clone()).await;
     let app = spawn_app_with(backend, |c| {
         c.data_platform_url = Some(url);
-        c.data_platform_secret = Some("s3cret".into());
+        c.data_platform_secret = Some(shop::config::Secret("s3cret".into()));
     })
     .await;
     let (paid, cancelled) = order_traffic(&app, 9).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, race, spawn_app, spawn_app_with, start_instance};
+use crate::helpers::{Backend, TestApp, race, spawn_app, spawn_app_with, start_instance};
 
 fn code(b: &Value) -> String {
     b["code"].as_str().unwrap_or("").to_string()
@@ -180,14 +180,20 @@ async fn with_redis_down_requests_succeed_and_readiness_says_degraded() {
 }
 
 async fn send(
-    client: &reqwest::Client,
+    app: &TestApp,
     url: String,
     body: Option<Value>,
     key: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut req = client.post(url);
-    if let Some(body) = body {
-        req = req.json(&body);
+    // `url` is an instance's base and a path: the token is the path's rightful caller's.
+    let path = &url[url.find("/api/").expect("an API url")..];
+    let base = &url[..url.len() - path.len()];
+    let bytes = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
+    let mut req = app
+        .request_to(base, reqwest::Method::POST, path, bytes)
+        .await;
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
     }
     if let Some(key) = key {
         req = req.header("Idempotency-Key", key);
@@ -218,12 +224,20 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
 
     // The coupon rush, spread over the three instances.
     let answers = race(240, |i| {
-        let (client, users, u) = (
-            app.client.clone(),
+        let (client_app, users, u) = (
+            app.clone(),
             users.clone(),
             url(i, &format!("/api/v1/coupons/{coupon}/issue")),
         );
-        async move { send(&client, u, Some(json!({"userId": users[i % 120]})), None).await }
+        async move {
+            send(
+                &client_app,
+                u,
+                Some(json!({"userId": users[i % 120]})),
+                None,
+            )
+            .await
+        }
     })
     .await;
     assert_eq!(
@@ -243,10 +257,10 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
 
     // The hot product: 120 buyers for 25 units, order and pay in one step.
     let answers = race(120, |i| {
-        let (client, users, u) = (app.client.clone(), users.clone(), url(i, "/api/v1/orders"));
+        let (client_app, users, u) = (app.clone(), users.clone(), url(i, "/api/v1/orders"));
         async move {
             let body = json!({"userId": users[i], "items": [{"productId": hot, "quantity": 1}], "pay": true});
-            send(&client, u, Some(body), None).await
+            send(&client_app, u, Some(body), None).await
         }
     })
     .await;
@@ -277,11 +291,11 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
     let (_, order) = app.order(users[0], &[(p, 1)], None, false).await;
     let order = order["id"].as_i64().unwrap();
     let answers = race(12, |i| {
-        let (client, u) = (
-            app.client.clone(),
+        let (client_app, u) = (
+            app.clone(),
             url(i, &format!("/api/v1/orders/{order}/payment")),
         );
-        async move { send(&client, u, None, None).await }
+        async move { send(&client_app, u, None, None).await }
     })
     .await;
     assert_eq!(
@@ -294,11 +308,19 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
     let user = users[1];
     let before = app.balance(user).await;
     let answers = race(9, |i| {
-        let (client, u) = (
-            app.client.clone(),
+        let (client_app, u) = (
+            app.clone(),
             url(i, &format!("/api/v1/users/{user}/balance/charge")),
         );
-        async move { send(&client, u, Some(json!({"amount": 700})), Some("retry-me")).await }
+        async move {
+            send(
+                &client_app,
+                u,
+                Some(json!({"amount": 700})),
+                Some("retry-me"),
+            )
+            .await
+        }
     })
     .await;
     for (s, b) in &answers {
@@ -308,7 +330,7 @@ async fn three_instances_on_one_postgres_and_redis_keep_every_invariant() {
         );
     }
     let (s, replay) = send(
-        &app.client,
+        &app,
         url(2, &format!("/api/v1/users/{user}/balance/charge")),
         Some(json!({"amount": 700})),
         Some("retry-me"),
