@@ -3,11 +3,14 @@
 
 mod helpers;
 
+mod auth;
 mod balance;
 mod coupons;
+mod crash;
 mod errors;
 mod events;
 mod idempotency;
+mod model;
 mod ops;
 mod orders;
 mod outbox;
@@ -15,3 +18,4 @@ mod products;
 mod races;
 mod ranking;
 mod scale;
+mod schema;
