@@ -1,1 +1,550 @@
-//! (being written)
+//! Authentication and ownership: every route × {no token, a bad token, another
+//! user's token, the user's own token, the admin token}, and that a refused request
+//! changes nothing.
+
+use reqwest::{Method, StatusCode};
+use rstest::rstest;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+
+/// Who sends the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum As {
+    Nobody,
+    BadToken,
+    OtherUser,
+    Owner,
+    Admin,
+}
+
+const CALLERS: [As; 5] = [
+    As::Nobody,
+    As::BadToken,
+    As::OtherUser,
+    As::Owner,
+    As::Admin,
+];
+
+struct World {
+    owner: i64,
+    other: i64,
+}
+
+impl World {
+    fn token(&self, app: &TestApp, who: As) -> Option<String> {
+        match who {
+            As::Nobody => None,
+            // the owner's id with another user's signature
+            As::BadToken => {
+                let forged = app.user_token(self.other);
+                let sig = forged.split_once('.').unwrap().1;
+                Some(format!("{}.{sig}", self.owner))
+            }
+            As::OtherUser => Some(app.user_token(self.other)),
+            As::Owner => Some(app.user_token(self.owner)),
+            As::Admin => Some(app.admin_token.clone()),
+        }
+    }
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = app.client.request(method.clone(), app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Everything a refused request could have changed.
+async fn footprint(app: &TestApp) -> Vec<i64> {
+    let mut out = Vec::new();
+    for sql in [
+        "select count(*) from users",
+        "select count(*) from balance_ledger",
+        "select cast(coalesce(sum(balance), 0) as bigint) from users",
+        "select count(*) from orders",
+        "select count(*) from orders where status = 'PAID'",
+        "select count(*) from orders where status = 'CANCELLED'",
+        "select count(*) from user_coupons",
+        "select count(*) from products",
+        "select cast(coalesce(sum(stock), 0) as bigint) from products",
+        "select count(*) from coupons",
+        "select count(*) from outbox_events",
+    ] {
+        out.push(app.scalar(sql).await);
+    }
+    out
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Public,
+    OwnerOnly,
+    AdminOnly,
+}
+
+fn expected(access: Access, who: As, success: StatusCode) -> StatusCode {
+    match (access, who) {
+        (Access::Public, _) => success,
+        (_, As::Nobody | As::BadToken) => StatusCode::UNAUTHORIZED,
+        (Access::OwnerOnly, As::Owner) | (Access::AdminOnly, As::Admin) => success,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let owner = app.user_with_balance("owner", 100_000).await;
+    let other = app.user_with_balance("other", 100_000).await;
+    let product = app.create_product("pen", 1_000, 100).await;
+    let coupon = app.create_coupon(json!({"totalQuantity": 10})).await;
+    let w = World { owner, other };
+    // A PENDING order to pay and a PAID one to cancel, both the owner's.
+    let (s, pending) = app.order(owner, &[(product, 1)], None, false).await;
+    assert_eq!(s, StatusCode::CREATED, "{pending}");
+    let (s, paid) = app.order(owner, &[(product, 1)], None, true).await;
+    assert_eq!(s, StatusCode::CREATED, "{paid}");
+    let (pending, paid) = (
+        pending["id"].as_i64().unwrap(),
+        paid["id"].as_i64().unwrap(),
+    );
+
+    let order_body = json!({"userId": owner, "items": [{"productId": product, "quantity": 1}]});
+    let routes: Vec<(Method, String, Option<Value>, Access, StatusCode)> = vec![
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"name": "new"})),
+            Access::Public,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/balance"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{owner}/balance/charge"),
+            Some(json!({"amount": 1000})),
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/balance/history"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/coupons"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/orders"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/api/v1/products".into(),
+            None,
+            Access::Public,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/products/{product}"),
+            None,
+            Access::Public,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/api/v1/products/popular".into(),
+            None,
+            Access::Public,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/coupons/{coupon}"),
+            None,
+            Access::Public,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/coupons/{coupon}/issue"),
+            Some(json!({"userId": owner})),
+            Access::OwnerOnly,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders".into(),
+            Some(order_body),
+            Access::OwnerOnly,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/orders/{pending}"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{pending}/payment"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{paid}/cancel"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/products".into(),
+            Some(json!({"name": "cup", "price": 500, "stock": 5})),
+            Access::AdminOnly,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/products/{product}"),
+            Some(json!({"name": "fountain pen"})),
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/products/{product}/stock"),
+            Some(json!({"delta": 10})),
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/coupons".into(),
+            Some(
+                json!({"name": "c", "discountType": "FIXED", "discountValue": 100, "totalQuantity": 5}),
+            ),
+            Access::AdminOnly,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/events".into(),
+            None,
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/events/retry".into(),
+            None,
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/events/{}/retry", uuid::Uuid::now_v7()),
+            None,
+            Access::AdminOnly,
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+
+    let mut checked = 0;
+    for (method, path, body, access, success) in &routes {
+        // The rightful caller goes last, so every refusal is checked against an
+        // unchanged world.
+        let mut callers: Vec<As> = CALLERS.to_vec();
+        callers.sort_by_key(|who| expected(*access, *who, *success) == *success);
+        for who in callers {
+            let want = expected(*access, who, *success);
+            let before = footprint(&app).await;
+            let token = w.token(&app, who);
+            let (status, answer) =
+                call(&app, method.clone(), path, token.as_deref(), body.as_ref()).await;
+            assert_eq!(status, want, "{method} {path} as {who:?}: {answer}");
+            match status {
+                StatusCode::UNAUTHORIZED => {
+                    assert_eq!(answer["code"], "UNAUTHENTICATED", "{answer}")
+                }
+                StatusCode::FORBIDDEN => assert_eq!(answer["code"], "FORBIDDEN", "{answer}"),
+                _ => {}
+            }
+            if want != *success {
+                assert_eq!(
+                    footprint(&app).await,
+                    before,
+                    "{method} {path} as {who:?} changed something"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, routes.len() * CALLERS.len());
+    app.check_invariants().await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn ownership_is_checked_before_the_resource_is_looked_up(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let me = app.create_user("me").await;
+    let mine = app.user_token(me);
+    let ghost = me + 1_000; // no such user
+    let path = format!("/api/v1/users/{ghost}/balance");
+    // Not entitled: 401 / 403, never a 404 that would tell whether the user exists.
+    let (s, _) = call(&app, Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, Method::GET, &path, Some(&mine), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&app, Method::GET, &path, Some(&app.admin_token), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Entitled (a validly signed token of that id): 404.
+    let (s, b) = call(&app, Method::GET, &path, Some(&app.user_token(ghost)), None).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("USER_NOT_FOUND"))
+    );
+    // A malformed id is 401 to nobody, 400 to an authenticated caller.
+    let (s, _) = call(&app, Method::GET, "/api/v1/users/abc/balance", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/users/abc/balance",
+        Some(&mine),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Admin routes: a missing product is 404 to the admin only.
+    let admin_path = "/api/v1/admin/products/999999";
+    let rename = json!({"name": "x"});
+    let (s, _) = call(&app, Method::PATCH, admin_path, Some(&mine), Some(&rename)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        admin_path,
+        Some(&app.admin_token),
+        Some(&rename),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Orders and issues for someone else are refused before the body's ids are looked up.
+    let body = json!({"userId": ghost, "items": [{"productId": 999999, "quantity": 1}]});
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/orders",
+        Some(&mine),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/coupons/999999/issue",
+        Some(&mine),
+        Some(&json!({"userId": ghost})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A missing order is 404 to an authenticated user (it belongs to nobody).
+    let (s, b) = call(
+        &app,
+        Method::GET,
+        "/api/v1/orders/999999",
+        Some(&mine),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("ORDER_NOT_FOUND"))
+    );
+    let (s, _) = call(&app, Method::GET, "/api/v1/orders/999999", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn malformed_and_forged_credentials_are_401(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let me = app.user_with_balance("me", 10_000).await;
+    let good = app.user_token(me);
+    let path = format!("/api/v1/users/{me}/balance/charge");
+    let (id, sig) = good.split_once('.').unwrap();
+    let mut flipped = sig.as_bytes().to_vec();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let flipped = format!("{id}.{}", String::from_utf8(flipped).unwrap());
+    let headers = [
+        format!("Basic {good}"),
+        "Bearer".to_string(),
+        "Bearer ".to_string(),
+        format!("Bearer {id}"),
+        format!("Bearer {id}."),
+        format!("Bearer {flipped}"),
+        format!("Bearer {sig}"),
+        format!("Bearer 0.{sig}"),
+        format!("Bearer -{id}.{sig}"),
+        format!("Bearer {}x", app.admin_token),
+        "Bearer \u{1F600}".to_string(),
+        good.clone(), // no scheme
+    ];
+    for header in &headers {
+        let res = app
+            .client
+            .post(app.url(&path))
+            .header("authorization", header.as_bytes())
+            .json(&json!({"amount": 1000}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header:?}: {body}");
+        assert_eq!(body["code"], "UNAUTHENTICATED");
+    }
+    assert_eq!(app.balance(me).await, 10_000);
+    // The scheme is case-insensitive; the right token works.
+    let res = app
+        .client
+        .post(app.url(&path))
+        .header("authorization", format!("bearer {good}"))
+        .json(&json!({"amount": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.balance(me).await, 11_000);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn creating_a_user_answers_a_token_that_every_instance_accepts(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (s, user) = app.post("/api/v1/users", json!({"name": "kim"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_i64().unwrap();
+    let token = user["token"].as_str().expect("a token").to_string();
+    let path = format!("/api/v1/users/{id}/balance");
+    let (s, b) = call(&app, Method::GET, &path, Some(&token), None).await;
+    assert_eq!((s, b["balance"].as_i64()), (StatusCode::OK, Some(0)));
+    // Another server on the same database (a restart, or another instance) accepts it:
+    // the signing key lives in the database.
+    let instance = crate::helpers::start_instance(&app, &[]).await;
+    let res = app
+        .client
+        .get(format!("{}{path}", instance.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A user's token never opens admin routes.
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/events",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_embedded_default_generates_an_admin_token_beside_the_database() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.admin_token = None).await;
+    let file = app.dir.path().join("shop.db.admin-token");
+    let token = std::fs::read_to_string(&file).expect("the generated admin token");
+    let token = token.trim();
+    assert!(token.len() >= 32, "{token}");
+    let body = json!({"name": "cup", "price": 500, "stock": 5});
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/products",
+        Some(token),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/products",
+        Some(crate::helpers::ADMIN_TOKEN),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_the_caller(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let a = app.create_user("a").await;
+    let b = app.create_user("b").await;
+    for user in [a, b] {
+        let res = app
+            .client
+            .post(app.url(&format!("/api/v1/users/{user}/balance/charge")))
+            .bearer_auth(app.user_token(user))
+            .header("Idempotency-Key", "same-key")
+            .json(&json!({"amount": 1000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get("idempotent-replayed").is_none());
+    }
+    assert_eq!((app.balance(a).await, app.balance(b).await), (1000, 1000));
+}

@@ -10,6 +10,7 @@ mod crash;
 mod errors;
 mod events;
 mod idempotency;
+mod limits;
 mod model;
 mod ops;
 mod orders;
