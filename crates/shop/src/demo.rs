@@ -67,5 +67,10 @@ pub async fn seed_if_wanted(state: &AppState) -> anyhow::Result<()> {
     tracing::info!(
         "seeded demo data: users 1-3 (kim, lee, park) with 500,000 won each, products 1-5, coupon 1 (10% off)"
     );
+    // The demo users' tokens, once, to the terminal only (never through the logs).
+    for id in 1..=3 {
+        let token = state.auth.token_for(crate::ids::UserId(id));
+        eprintln!("shop: demo user {id}: Authorization: Bearer {token}");
+    }
     Ok(())
 }
