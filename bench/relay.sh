@@ -4,13 +4,17 @@
 # Starts a nats-server of its own (port 4333) and target/release/shop on a fresh
 # PostgreSQL database (SHOP_BENCH_POSTGRES, default the local trust one) with that
 # NATS; stops NATS, pays ORDERS orders (wrk, bounded) so their events pile up in the
-# outbox, starts NATS again and times the drain.
+# outbox, starts NATS again and times the drain. PostgreSQL needs an admin token: the
+# server and bench/seed.py take SHOP_ADMIN_TOKEN (a random one unless set); the users'
+# tokens go to $dir/tokens for bench/order.lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${SHOP_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 DURATION=${DURATION:-20}
 export USERS=${USERS:-2000} PRODUCTS=${PRODUCTS:-1000}
 dir=$(mktemp -d)
+export SHOP_ADMIN_TOKEN=${SHOP_ADMIN_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}
+export TOKENS="$dir/tokens"
 db=shop_bench_relay_$$
 psql "$PG/postgres" -qc "create database $db"
 nats() { nats-server -a 127.0.0.1 -p 4333 -js -sd "$dir/nats" >/dev/null 2>&1 & echo $!; }

@@ -8,10 +8,12 @@ pub mod stats; // histogram and summary
 pub mod verdict; // invariant and scenario checks
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
+use shop::config::Secret;
 
 use crate::runner::RunConfig;
 use crate::scenario::{Scenario, Sizes};
@@ -35,6 +37,51 @@ pub fn check_loopback(url: &str) -> anyhow::Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// The admin token for preparing `scenario`: `explicit` (`--admin-token` or
+/// `SHOP_ADMIN_TOKEN`) when given and not empty; otherwise, with `database_url`
+/// `sqlite://PATH`, the token the server generated and stored in `PATH.admin-token`.
+/// Fails with what to do when there is neither.
+pub fn admin_token(
+    scenario: Scenario,
+    explicit: Option<&str>,
+    database_url: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(token) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok(token.to_string());
+    }
+    let needs = format!(
+        "{} creates {} through /api/v1/admin/..., which needs the server's admin token",
+        scenario.name(),
+        scenario.admin_creates()
+    );
+    let sqlite = database_url.and_then(|url| {
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+    });
+    let Some(db_path) = sqlite else {
+        bail!(
+            "{needs}: pass --admin-token (or set SHOP_ADMIN_TOKEN) to the server's \
+             SHOP_ADMIN_TOKEN, or --database-url sqlite://PATH of a server that generated \
+             its own (read from PATH.admin-token)"
+        );
+    };
+    let path = shop::auth::admin_token_path(Path::new(db_path));
+    let stored = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{needs}: no --admin-token (or SHOP_ADMIN_TOKEN) was given and {} could not be \
+             read ({e}); a server started with SHOP_ADMIN_TOKEN stores none: pass that \
+             value with --admin-token",
+            path.display()
+        )
+    })?;
+    let stored = stored.trim();
+    if stored.is_empty() {
+        bail!("{needs}: {} is empty; pass --admin-token", path.display());
+    }
+    Ok(stored.to_string())
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -43,8 +90,11 @@ pub struct LoadConfig {
     pub sizes: Sizes,
     /// Concurrent requests while preparing.
     pub prepare_concurrency: usize,
-    /// When set, the verdict reads this database after the run.
+    /// When set, the verdict reads this database after the run (and, on SQLite, the
+    /// admin token is read beside it when `admin_token` is unset).
     pub database_url: Option<String>,
+    /// The admin token (`--admin-token`, `SHOP_ADMIN_TOKEN`); see [`admin_token`].
+    pub admin_token: Option<Secret>,
     /// Print preparation steps to stderr.
     pub verbose: bool,
 }
@@ -109,6 +159,12 @@ pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 /// Prepares `scenario`, runs it, and (with a database URL) gives the verdict.
 pub async fn run_scenario(cfg: &LoadConfig, scenario: Scenario) -> anyhow::Result<Report> {
     let url = check_loopback(&cfg.url)?;
+    let admin = scenario::bearer(&admin_token(
+        scenario,
+        cfg.admin_token.as_ref().map(Secret::expose),
+        cfg.database_url.as_deref(),
+    )?)
+    .context("the admin token")?;
     let client = client(cfg.run.connections.max(cfg.prepare_concurrency))?;
     if cfg.verbose {
         eprintln!("preparing {} on {url} ...", scenario.name());
@@ -120,6 +176,7 @@ pub async fn run_scenario(cfg: &LoadConfig, scenario: Scenario) -> anyhow::Resul
         &cfg.sizes,
         cfg.run.requests,
         cfg.prepare_concurrency,
+        &admin,
     )
     .await
     .context("preparing the scenario")?;
@@ -192,5 +249,54 @@ mod tests {
         ] {
             assert!(check_loopback(url).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn the_admin_token_is_the_explicit_one_or_the_one_beside_the_sqlite_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("shop.db");
+        let url = format!("sqlite://{}", db.display());
+        let mixed = Scenario::Mixed;
+
+        let err = admin_token(mixed, None, Some(&url))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shop.db.admin-token"), "{err}");
+        assert!(err.contains("--admin-token"), "{err}");
+
+        std::fs::write(dir.path().join("shop.db.admin-token"), "stored-token\n").unwrap();
+        assert_eq!(
+            admin_token(mixed, None, Some(&url)).unwrap(),
+            "stored-token"
+        );
+        let with_query = format!("sqlite:{}?mode=rwc", db.display());
+        assert_eq!(
+            admin_token(mixed, None, Some(&with_query)).unwrap(),
+            "stored-token"
+        );
+        assert_eq!(
+            admin_token(mixed, Some("given"), Some(&url)).unwrap(),
+            "given"
+        );
+        assert_eq!(
+            admin_token(mixed, Some(""), Some(&url)).unwrap(),
+            "stored-token"
+        );
+    }
+
+    #[test]
+    fn without_an_admin_token_the_error_says_what_to_do() {
+        for db in [None, Some("postgres://postgres@127.0.0.1/shop")] {
+            let err = admin_token(Scenario::Browse, None, db)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("browse creates its products"), "{err}");
+            assert!(err.contains("--admin-token"), "{err}");
+            assert!(err.contains("SHOP_ADMIN_TOKEN"), "{err}");
+        }
+        assert_eq!(
+            admin_token(Scenario::Browse, Some(" t "), None).unwrap(),
+            "t"
+        );
     }
 }

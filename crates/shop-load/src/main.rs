@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use shop::config::Secret;
 use shop_load::runner::RunConfig;
 use shop_load::scenario::{Scenario, Sizes};
 use shop_load::{LoadConfig, run_scenario};
@@ -32,13 +33,13 @@ struct Cli {
     /// At most this many seconds.
     #[arg(long, global = true, default_value_t = 30.0)]
     duration: f64,
-    /// Users to create (coupon-rush and hot-product: 1000; spread-orders: 2000).
+    /// Users to create (coupon-rush, hot-product and mixed: 1000; spread-orders: 2000).
     #[arg(long, global = true)]
     users: Option<usize>,
-    /// Products to create (browse: 100; spread-orders: 1000).
+    /// Products to create (browse and mixed: 100; spread-orders: 1000).
     #[arg(long, global = true)]
     products: Option<usize>,
-    /// coupon-rush: coupons to issue (default 100).
+    /// coupon-rush and mixed: coupons to issue (default 100).
     #[arg(long, global = true)]
     coupons: Option<u64>,
     /// hot-product: the product's stock (default 100).
@@ -53,6 +54,11 @@ struct Cli {
     /// The server's database (sqlite://PATH or postgres://...): check the invariants.
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// The server's admin token (scenarios create their products and coupons through
+    /// the admin routes). Unset: read from PATH.admin-token with --database-url
+    /// sqlite://PATH (where a server without SHOP_ADMIN_TOKEN stores the one it made).
+    #[arg(long, global = true, env = "SHOP_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<Secret>,
 }
 
 #[tokio::main]
@@ -92,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         },
         prepare_concurrency: cli.prepare_concurrency.max(1),
         database_url: cli.database_url,
+        admin_token: cli.admin_token,
         verbose: !cli.json,
     };
     let report = run_scenario(&cfg, cli.scenario).await?;

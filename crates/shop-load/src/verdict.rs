@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::scenario::{Prepared, Scenario};
+use crate::scenario::{Action, MIX_CHARGE, Prepared, Scenario, mixed_count};
 use crate::stats::Summary;
 
 /// The contract's invariants, from the server library (shared with its tests).
@@ -109,6 +109,7 @@ pub async fn scenario_checks(
     started: u64,
     summary: &Summary,
 ) -> anyhow::Result<Vec<CheckOutcome>> {
+    let attempts = started;
     let started = i64::try_from(started)?;
     let created = i64::try_from(summary.status(201))?;
     let quantity = i64::try_from(prepared.quantity)?;
@@ -164,23 +165,71 @@ pub async fn scenario_checks(
             }
         }
         Scenario::SpreadOrders => {
-            let paid = scalar(
-                db,
-                &format!(
-                    "select count(distinct o.id) from orders o join order_items i on i.order_id = o.id
-                     where o.status = 'PAID' and i.product_id in ({})",
-                    id_list(&prepared.products)
-                ),
-            )
-            .await?;
+            let paid = paid_orders(db, &prepared.products).await?;
             out.push(equal(
                 "spread-orders: paid orders == 201 answers",
                 paid,
                 created,
             ));
         }
+        Scenario::Mixed => {
+            let coupon = prepared.coupon.unwrap_or(0);
+            let sql =
+                format!("select cast(issued_quantity as bigint) from coupons where id = {coupon}");
+            let Some(issued) = optional(db, &sql).await? else {
+                out.push(missing("mixed: the coupon", &format!("coupon {coupon}")));
+                return Ok(out);
+            };
+            let count = |action| i64::try_from(mixed_count(action, attempts));
+            // Attempt n goes to user n % users: the first `users` attempts are distinct.
+            let tried = count(Action::IssueCoupon)?.min(prepared.users.len() as i64);
+            out.push(equal(
+                "mixed: coupons issued == min(users who tried, quantity)",
+                issued,
+                tried.min(quantity),
+            ));
+            let paid = paid_orders(db, &prepared.products).await?;
+            out.push(equal(
+                "mixed: paid orders == order attempts (stock and balances cover each)",
+                paid,
+                count(Action::OrderAndPay)?,
+            ));
+            out.push(equal(
+                "mixed: paid orders + coupons issued == 201 answers",
+                paid + issued,
+                created,
+            ));
+            let ids: Vec<i64> = prepared.users.iter().map(|u| u.id).collect();
+            let charges = scalar(
+                db,
+                &format!(
+                    "select count(*) from balance_ledger where kind = 'CHARGE'
+                     and amount = {MIX_CHARGE} and user_id in ({})",
+                    id_list(&ids)
+                ),
+            )
+            .await?;
+            out.push(equal(
+                "mixed: charges applied == charge attempts",
+                charges,
+                count(Action::Charge)?,
+            ));
+        }
     }
     Ok(out)
+}
+
+/// PAID orders of any of `products`.
+async fn paid_orders(db: &shop::db::Db, products: &[i64]) -> anyhow::Result<i64> {
+    scalar(
+        db,
+        &format!(
+            "select count(distinct o.id) from orders o join order_items i on i.order_id = o.id
+             where o.status = 'PAID' and i.product_id in ({})",
+            id_list(products)
+        ),
+    )
+    .await
 }
 
 /// Connects to `database_url` (through the server's own `Db`, whose migrations are
@@ -235,5 +284,66 @@ mod tests {
             .await
             .unwrap();
         assert!(!all_pass(&broken));
+    }
+
+    #[tokio::test]
+    async fn mixed_checks_compare_the_database_with_the_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+        let db = shop::db::Db::connect(&url, 2, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let users: Vec<crate::scenario::LoadUser> = (1..=3)
+            .map(|id| crate::scenario::LoadUser {
+                id,
+                auth: crate::scenario::bearer("t").unwrap(),
+            })
+            .collect();
+        let prepared = Prepared::new(
+            Scenario::Mixed,
+            "http://127.0.0.1:1",
+            users,
+            vec![1],
+            Some(9),
+            5,
+        )
+        .unwrap();
+        let empty = crate::stats::Recorder::default().summary(std::time::Duration::from_secs(1));
+
+        let outcomes = scenario_checks(&db, &prepared, 0, &empty).await.unwrap();
+        assert_eq!(outcomes.len(), 1, "{}", render(&outcomes));
+        assert!(!outcomes[0].pass, "no coupon 9 in this database");
+
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query(
+            "insert into coupons (id, name, discount_type, discount_value, total_quantity,
+               valid_days, created_at) values (9, 'c', 'FIXED', 1000, 5, 30, 0)",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let outcomes = scenario_checks(&db, &prepared, 0, &empty).await.unwrap();
+        assert_eq!(outcomes.len(), 4, "{}", render(&outcomes));
+        assert!(
+            all_pass(&outcomes),
+            "nothing tried, nothing done: {}",
+            render(&outcomes)
+        );
+
+        // One cycle of the mix: 4 issue attempts (3 users), 6 orders, 1 charge, none
+        // of which reached this database.
+        let outcomes = scenario_checks(&db, &prepared, 40, &empty).await.unwrap();
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.pass)
+            .map(|o| o.detail.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            ["got 0, want 3", "got 0, want 6", "got 0, want 1"],
+            "{}",
+            render(&outcomes)
+        );
     }
 }

@@ -44,6 +44,8 @@ async fn coupon_rush_issues_exactly_the_quantity() {
         },
         prepare_concurrency: 16,
         database_url: Some(database_url),
+        // Read from shop.db.admin-token, where the server stored the one it generated.
+        admin_token: None,
         verbose: false,
     };
     let report = run_scenario(&cfg, Scenario::CouponRush).await.unwrap();
