@@ -38,6 +38,7 @@ pub struct AppState {
     pub batcher: crate::batch::Batcher,
     pub metrics: PrometheusHandle,
     pub auth: crate::auth::Auth,
+    pub local: Arc<crate::local_cache::LocalCache>,
     pub rate_limits: http::limits::RateLimits,
 }
 
@@ -60,8 +61,8 @@ impl AppState {
             .batch_writers
             .unwrap_or(match (db.backend, config.group_commit) {
                 (Backend::Sqlite, _) => 1,
-                // leave half the pool for reads and idempotency claims
-                (Backend::Postgres, true) => (config.db_max_connections as usize / 2).clamp(1, 8),
+                // batches take turns (see `batch`): one runs while the next waits ready
+                (Backend::Postgres, true) => 2,
                 (Backend::Postgres, false) => config.db_max_connections as usize,
             });
         let admin_token = crate::auth::admin_token(
@@ -76,8 +77,12 @@ impl AppState {
         .await?;
         let rate_limits =
             http::limits::RateLimits::new(config.rate_limit_per_client, config.rate_limit_per_user);
+        let local = Arc::new(crate::local_cache::LocalCache::new(Duration::from_millis(
+            config.product_cache_ms,
+        )));
         let state = AppState {
             auth,
+            local,
             rate_limits,
             batcher: crate::batch::Batcher::start(db.clone(), batch_max, writers),
             db,
@@ -216,8 +221,8 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Starts the background workers: order expiry (with idempotency-key purge) and the
-/// outbox relay. They stop when `shutdown` is cancelled.
+/// Starts the background workers: order expiry (with idempotency-key purge), the
+/// outbox relay, and (with Redis) the follower of other instances' product changes. They stop when `shutdown` is cancelled.
 pub async fn spawn_workers(
     state: &AppState,
     shutdown: CancellationToken,
@@ -250,8 +255,10 @@ pub async fn spawn_workers(
         published: 0,
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown));
-    Ok(vec![relay, expiry])
+    let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown.clone()));
+    let (cache, local) = (state.cache.clone(), state.local.clone());
+    let news = tokio::spawn(async move { cache.follow_product_changes(local, shutdown).await });
+    Ok(vec![relay, expiry, news])
 }
 
 /// The JSON-lines file events go to when no webhook is set: beside the database.
@@ -313,8 +320,12 @@ impl AppState {
         Ok(expired)
     }
 
-    /// Drops cached copies of products whose stock, name or price just changed.
+    /// Drops cached copies of products whose stock, name or price just changed: this
+    /// instance's at once, the shared ones in Redis and, through Redis, the other
+    /// instances'.
     pub async fn products_changed(&self, ids: impl IntoIterator<Item = crate::ids::ProductId>) {
-        self.cache.forget_products(ids).await;
+        let ids: Vec<_> = ids.into_iter().collect();
+        self.local.forget_products(ids.iter().copied());
+        self.cache.forget_products(&ids).await;
     }
 }

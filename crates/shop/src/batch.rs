@@ -8,9 +8,14 @@
 //! Commits stay durable; a failed commit answers every job that would have changed
 //! something with a 5xx (nothing of theirs was applied).
 //!
-//! On PostgreSQL, batches of different instances may lock the same rows in different
-//! orders; a batch that hits a deadlock or serialization failure is rolled back and
-//! run again.
+//! A single job locks rows in one global order (products, coupons, users), but a
+//! batch of many jobs cannot: job 1 may lock a user before job 2 locks a product. So
+//! on PostgreSQL each batch transaction first takes one transaction-scoped advisory
+//! lock, making batches run one at a time across every instance: they never deadlock
+//! with each other (measured: 2–8 writers side by side spent most of their time in
+//! PostgreSQL's 1 s deadlock timeout). A batch that still hits a deadlock or
+//! serialization failure (against a transaction outside the batches, e.g. the expiry
+//! worker) is rolled back and run again.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -53,6 +58,10 @@ pub struct Batcher {
 /// How many times a batch is run again after a deadlock or serialization failure.
 const RETRIES: usize = 5;
 
+/// The advisory lock (first key, second key) that batches on PostgreSQL take, one at
+/// a time: the relay's class, past its partitions.
+const BATCH_LOCK: (i32, i32) = (crate::outbox::relay::LOCK_CLASS, 1_000);
+
 impl Batcher {
     /// Starts `writers` writer tasks sharing one queue (one on SQLite, which has one
     /// writer; several on PostgreSQL, whose batches run side by side). `max_batch` 1
@@ -63,6 +72,7 @@ impl Batcher {
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(db.clone(), rx.clone(), max_batch.max(1)));
         }
+        // One job per transaction locks in the global order by itself.
         Batcher { queue }
     }
 
@@ -96,18 +106,18 @@ async fn writer(db: Db, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>, max
             batch
         };
         metrics::histogram!("shop_batch_size").record(batch.len() as f64);
-        let results = run_batch(&db, &batch).await;
+        let results = run_batch(&db, &batch, max_batch > 1).await;
         for (queued, result) in batch.into_iter().zip(results) {
             let _ = queued.reply.send(result);
         }
     }
 }
 
-async fn run_batch(db: &Db, batch: &[Queued]) -> Vec<JobResult> {
+async fn run_batch(db: &Db, batch: &[Queued], grouped: bool) -> Vec<JobResult> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_batch(db, batch).await {
+        match try_batch(db, batch, grouped).await {
             Ok(results) => return results,
             Err(e) if e.retry && attempt <= RETRIES => {
                 tracing::info!(attempt, "batch hit a deadlock; running it again");
@@ -120,8 +130,15 @@ async fn run_batch(db: &Db, batch: &[Queued]) -> Vec<JobResult> {
 
 /// Runs every job in one transaction. `Err` means the whole batch failed (nothing
 /// was committed).
-async fn try_batch(db: &Db, batch: &[Queued]) -> Result<Vec<JobResult>, ApiError> {
+async fn try_batch(db: &Db, batch: &[Queued], grouped: bool) -> Result<Vec<JobResult>, ApiError> {
     let mut tx = db.begin().await?;
+    if grouped && db.is_postgres() {
+        sqlx::query("select pg_advisory_xact_lock($1, $2)")
+            .bind(BATCH_LOCK.0)
+            .bind(BATCH_LOCK.1)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut results = Vec::with_capacity(batch.len());
     for queued in batch {
         sqlx::query("savepoint job").execute(&mut *tx).await?;

@@ -50,6 +50,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 return 0
 ";
 
+/// The channel (under the prefix) on which instances announce changed products.
+const PRODUCT_CHANGES: &str = "products-changed";
+
 /// How long gate knowledge is kept after its last change.
 const GATE_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -156,20 +159,86 @@ impl Cache {
             .await;
     }
 
-    /// Drops cached copies of products that just changed (after the commit).
-    pub async fn forget_products(&self, ids: impl IntoIterator<Item = ProductId>) {
+    /// Drops cached copies of products that just changed (after the commit), and tells
+    /// the other instances to drop their in-process copies.
+    pub async fn forget_products(&self, ids: &[ProductId]) {
         let Some((r, mut conn)) = self.redis() else {
             return;
         };
-        let keys: Vec<String> = ids
-            .into_iter()
-            .map(|id| r.key(&format!("product:{id}")))
-            .collect();
-        if keys.is_empty() {
+        if ids.is_empty() {
             return;
         }
-        if let Err(e) = conn.del::<_, ()>(keys).await {
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| r.key(&format!("product:{id}")))
+            .collect();
+        let news = ids
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let done = redis::pipe()
+            .del(keys)
+            .ignore()
+            .publish(r.key(PRODUCT_CHANGES), news)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Err(e) = done {
             failed::<()>("del", e);
+        }
+    }
+
+    /// Follows the product changes other instances publish, dropping `local` copies,
+    /// until `shutdown`. After any gap (not yet subscribed, Redis down) every copy is
+    /// dropped, since news may have been missed.
+    pub async fn follow_product_changes(
+        &self,
+        local: std::sync::Arc<crate::local_cache::LocalCache>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use futures::StreamExt;
+        let Cache::Redis(r) = self else {
+            return;
+        };
+        let channel = r.key(PRODUCT_CHANGES);
+        while !shutdown.is_cancelled() {
+            let subscribed = async {
+                let mut pubsub = r.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let stream = tokio::select! {
+                s = subscribed => s,
+                () = shutdown.cancelled() => return,
+            };
+            match stream {
+                Ok(pubsub) => {
+                    local.forget_all_products();
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            m = messages.next() => m,
+                            () = shutdown.cancelled() => return,
+                        };
+                        let Some(msg) = msg else { break };
+                        let news: String = msg.get_payload().unwrap_or_default();
+                        local.forget_products(
+                            news.split(',')
+                                .filter_map(|id| id.parse().ok())
+                                .map(ProductId),
+                        );
+                    }
+                    local.forget_all_products();
+                }
+                Err(e) => {
+                    failed::<()>("subscribe", e);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
         }
     }
 

@@ -130,8 +130,9 @@ pub struct Config {
     #[arg(long, env = "SHOP_BATCH_MAX", default_value_t = 128)]
     pub batch_max: usize,
 
-    /// Writer tasks running batches side by side. Default: 1 on SQLite (one writer);
-    /// on PostgreSQL half the pool, at most 8 (the whole pool without group commit).
+    /// Writer tasks taking batches. Default: 1 on SQLite (one writer); 2 on PostgreSQL,
+    /// whose batches take turns through an advisory lock (the whole pool without group
+    /// commit, one order per transaction).
     #[arg(long, env = "SHOP_BATCH_WRITERS")]
     pub batch_writers: Option<usize>,
 

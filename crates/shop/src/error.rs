@@ -84,6 +84,18 @@ impl From<sqlx::Error> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
+            // A statement cancelled by SHOP_DB_STATEMENT_TIMEOUT_MS: the database is
+            // overloaded, not broken (the transaction is rolled back, nothing applied).
+            sqlx::Error::Database(e) if e.code().as_deref() == Some("57014") => {
+                tracing::warn!("a statement ran past the statement timeout");
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the database is overloaded, retry later",
+                );
+                err.retry_after = Some(1);
+                err
+            }
             sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("40P01" | "40001")) => {
                 let mut err = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -21,6 +21,7 @@ pub mod error; // ApiError: the contract's error shape
 pub mod http; // shared extractors and middleware
 pub mod ids; // id newtypes
 pub mod invariants; // the contract's invariants as SQL checks
+pub mod local_cache; // in-process copies of hot reads and permanent coupon refusals
 pub mod money; // Won and discount arithmetic
 pub mod openapi; // the OpenAPI document
 pub mod order; // orders: place, pay, cancel, expire

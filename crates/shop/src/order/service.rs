@@ -10,7 +10,7 @@ use sqlx::AnyConnection;
 use super::store::{self, NewOrder};
 use super::{Order, OrderError, OrderItem, OrderStatus};
 use crate::balance::{self, LedgerKind};
-use crate::clock::to_millis;
+use crate::clock::{from_millis, to_millis};
 use crate::coupon::{self, UserCouponStatus};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
 use crate::money::{self, Won};
@@ -141,6 +141,8 @@ pub async fn place(
     };
 
     let now_ms = to_millis(now);
+    let expires_at_ms = to_millis(now + rules.ttl);
+    let paid_at_ms = req.pay.then_some(now_ms);
     let id = store::insert(
         conn,
         &NewOrder {
@@ -150,7 +152,8 @@ pub async fn place(
             discount,
             items: &items,
             created_at_ms: now_ms,
-            expires_at_ms: to_millis(now + rules.ttl),
+            expires_at_ms,
+            paid_at_ms,
         },
     )
     .await?;
@@ -160,10 +163,29 @@ pub async fn place(
             return Err(OrderError::CouponNotUsable("already used"));
         }
     }
+    // The order as a read would give it back (times at millisecond precision), without
+    // reading it back.
+    let order = Order {
+        id,
+        user_id: req.user,
+        status: if req.pay {
+            OrderStatus::Paid
+        } else {
+            OrderStatus::Pending
+        },
+        items,
+        user_coupon_id: req.user_coupon,
+        total_amount: total,
+        discount_amount: discount,
+        final_amount: Won(total.0 - discount.0),
+        created_at: from_millis(now_ms),
+        paid_at: paid_at_ms.map(from_millis),
+        expires_at: from_millis(expires_at_ms),
+    };
     if req.pay {
-        return pay(conn, id, now).await;
+        settle_payment(conn, &order, now).await?;
     }
-    store::get(conn, id).await
+    Ok(order)
 }
 
 fn overflow() -> OrderError {
@@ -193,13 +215,31 @@ pub async fn pay(
         });
     }
     let order = store::get(&mut *conn, id).await?;
-    balance::store::debit_for_order(&mut *conn, order.user_id, order.final_amount, id, now_ms)
-        .await?;
+    settle_payment(conn, &order, now).await?;
+    Ok(order)
+}
+
+/// What paying `order` (now PAID) does besides its status: the debit with its ledger
+/// entry, the sales rollup and the `order.paid` event.
+async fn settle_payment(
+    conn: &mut AnyConnection,
+    order: &Order,
+    now: DateTime<Utc>,
+) -> Result<(), OrderError> {
+    let now_ms = to_millis(now);
+    balance::store::debit_for_order(
+        &mut *conn,
+        order.user_id,
+        order.final_amount,
+        order.id,
+        now_ms,
+    )
+    .await?;
     for (product_id, quantity) in order.quantities() {
         crate::ranking::record_sale(&mut *conn, now_ms, product_id, quantity).await?;
     }
-    outbox::store::enqueue(conn, outbox::EventType::OrderPaid, &order, now).await?;
-    Ok(order)
+    outbox::store::enqueue(conn, outbox::EventType::OrderPaid, order, now).await?;
+    Ok(())
 }
 
 /// Cancels a PENDING order (releasing what it holds) or a PAID one (also refunding the

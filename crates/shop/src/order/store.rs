@@ -76,22 +76,30 @@ pub struct NewOrder<'a> {
     pub items: &'a [OrderItem],
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+    /// `Some(now)`: inserted PAID (created and paid in one step).
+    pub paid_at_ms: Option<i64>,
 }
 
 pub async fn insert(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<OrderId, sqlx::Error> {
     let final_amount = Won(o.total.0 - o.discount.0);
     let (id,): (i64,) = sqlx::query_as(
         "insert into orders (user_id, status, user_coupon_id, total_amount, discount_amount,
-            final_amount, created_at, expires_at)
-         values ($1, 'PENDING', $2, $3, $4, $5, $6, $7) returning id",
+            final_amount, created_at, expires_at, paid_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
     )
     .bind(o.user.0)
+    .bind(if o.paid_at_ms.is_some() {
+        OrderStatus::Paid.as_str()
+    } else {
+        OrderStatus::Pending.as_str()
+    })
     .bind(o.user_coupon.map(|c| c.0))
     .bind(o.total.0)
     .bind(o.discount.0)
     .bind(final_amount.0)
     .bind(o.created_at_ms)
     .bind(o.expires_at_ms)
+    .bind(o.paid_at_ms)
     .fetch_one(&mut *conn)
     .await?;
     for item in o.items {

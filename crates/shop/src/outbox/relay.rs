@@ -25,7 +25,7 @@ const BATCH: i64 = 200;
 /// Partitions of the outbox on PostgreSQL.
 pub const PARTITIONS: i64 = 16;
 /// The first key of the relay's advisory locks (the second is the partition).
-const LOCK_CLASS: i32 = 0x5348_4f50; // "SHOP"
+pub(crate) const LOCK_CLASS: i32 = 0x5348_4f50; // "SHOP"
 
 /// Retry delay after `attempts` failures: exponential from 1 s, capped at `cap`, with
 /// "equal jitter" (half fixed, half random) so retries from many events spread.

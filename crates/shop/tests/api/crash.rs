@@ -366,11 +366,6 @@ async fn ids(app: &TestApp, sql: &str) -> HashSet<i64> {
 const CLIENTS: usize = 24;
 /// The instance is killed once it has answered this many storm requests.
 const KILL_AFTER: usize = 250;
-/// One group-commit writer per instance (SQLite has one anyway). On PostgreSQL the
-/// default is several, and their batches deadlock with each other on the storm's hot
-/// rows (see the ignored test below): the storm would then take a minute to reach
-/// the kill and could see a 500 that has nothing to do with the crash under test.
-const ONE_WRITER: &[(&str, &str)] = &[("SHOP_BATCH_WRITERS", "1")];
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
@@ -392,7 +387,7 @@ async fn an_instance_killed_in_an_order_storm_loses_no_acknowledged_payment(
     let fixtures = Arc::new(Fixtures::make(&app).await);
     let fixtures_done = started.elapsed();
 
-    let mut first = start_instance(&app, ONE_WRITER).await;
+    let mut first = start_instance(&app, &[]).await;
     let mut storm = Storm::start(&app, &first.base, &fixtures);
     storm.wait_for_answers(KILL_AFTER).await;
     first.child.kill().expect("SIGKILL"); // SIGKILL on Unix
@@ -408,7 +403,7 @@ async fn an_instance_killed_in_an_order_storm_loses_no_acknowledged_payment(
     // again with its key: a replay tells what became of it, a claim still in
     // progress means its work was never done (and is not done now: the claim is
     // taken over only after its lease).
-    let second = start_instance(&app, ONE_WRITER).await;
+    let second = start_instance(&app, &[]).await;
     let restarted = started.elapsed();
     let paid_in_db = ids(&app, "select id from orders where status = 'PAID'").await;
     let lost: Vec<_> = told
@@ -510,22 +505,13 @@ async fn an_instance_killed_in_an_order_storm_loses_no_acknowledged_payment(
     drop(second);
 }
 
-/// Reproduces a server fault found by the storm above (run with `--run-ignored`).
-///
-/// With its default settings an instance on PostgreSQL runs several group-commit
-/// writers (half its pool; 8 here). Each batch is one transaction that takes the row
-/// locks of its jobs (products' stock, users' balances, coupons, orders) in the order
-/// of its jobs, so two batches of the same instance that share hot rows deadlock.
-/// PostgreSQL notices a deadlock only after `deadlock_timeout` (1 s), the loser's
-/// whole batch runs again, and waits pile up: the storm gets a few answers a second
-/// instead of a hundred, batches that lose five times answer 503, and a statement
-/// that waits longer than `SHOP_DB_STATEMENT_TIMEOUT_MS` (5 s) is cancelled
-/// (SQLSTATE 57014), which the server answers 500 INTERNAL: the contract keeps 500
-/// for real faults (a lock wait under load is one to answer 503 with Retry-After, or
-/// better, to avoid by taking locks in one order). Fails most runs (the 500 needs a
-/// wait of more than 5 s); takes about a minute.
+/// The storm above on PostgreSQL with eight group-commit writers. This found a fault:
+/// each batch is one transaction that takes the row locks of its jobs in the order of
+/// its jobs, so batches side by side that share hot rows deadlocked; PostgreSQL
+/// notices only after `deadlock_timeout` (1 s), the storm crawled, and a statement
+/// cancelled by the statement timeout answered 500. Batches now take turns on an
+/// advisory lock, and a statement timeout answers 503 with Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "server fault: group-commit batches deadlock on PostgreSQL; a statement timeout answers 500"]
 async fn an_order_storm_on_postgres_with_several_batch_writers_answers_no_500() {
     let app = Arc::new(
         spawn_app_with(Backend::Postgres, |c| {
@@ -535,7 +521,14 @@ async fn an_order_storm_on_postgres_with_several_batch_writers_answers_no_500() 
         .await,
     );
     let fixtures = Arc::new(Fixtures::make(&app).await);
-    let instance = start_instance(&app, &[("SHOP_DB_MAX_CONNECTIONS", "16")]).await;
+    let instance = start_instance(
+        &app,
+        &[
+            ("SHOP_DB_MAX_CONNECTIONS", "16"),
+            ("SHOP_BATCH_WRITERS", "8"),
+        ],
+    )
+    .await;
     let started = Instant::now();
     let mut storm = Storm::start(&app, &instance.base, &fixtures);
     storm.wait_for_answers(KILL_AFTER).await;
@@ -719,19 +712,15 @@ async fn redis_killed_in_a_coupon_rush_issues_no_more_than_there_are() {
     let started = Instant::now();
     let mut redis = RedisServer::start().await;
     let url = redis.url.clone();
-    // Two instances on one Redis. The coupon rush and the orders go to one of them:
-    // spread over both, batches of the two instances deadlock on the hot coupon and
-    // product rows (each deadlock costs PostgreSQL's deadlock_timeout, 1 s) and the
-    // load takes several times longer, for reasons that have nothing to do with Redis.
-    // Reads go to both. One group-commit writer each (see ONE_WRITER).
+    // Two instances on one Redis. The coupon rush and the orders go to one of them;
+    // reads go to both.
     let app = Arc::new(
         spawn_app_with(Backend::Postgres, |c| {
             c.redis_url = Some(url);
-            c.batch_writers = Some(1);
         })
         .await,
     );
-    let instance = start_instance(&app, ONE_WRITER).await; // on the same Redis
+    let instance = start_instance(&app, &[]).await; // on the same Redis
     let bases = Arc::new([app.base.clone(), instance.base.clone()]);
 
     // Three coupons for 150 users, each asked for twice by every user at random

@@ -107,10 +107,27 @@ async fn the_coupon_gate_answers_known_refusals_without_the_database() {
         (s, code(&b).as_str()),
         (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED")
     );
-    // Once Redis forgets, the database decides again.
+    // Once Redis forgets, this instance still remembers (a sold-out coupon stays sold
+    // out: its total never grows through the API), but an instance that never saw
+    // the refusal asks the database again.
     app.flush_redis().await;
-    let (s, _) = app.issue(coupon, lee).await;
-    assert_eq!(s, StatusCode::CREATED, "the database decided");
+    let (s, b) = app.issue(coupon, lee).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::CONFLICT, "COUPON_SOLD_OUT"),
+        "answered from this instance's memory"
+    );
+    let fresh = start_instance(&app, &[]).await;
+    let path = format!("/api/v1/coupons/{coupon}/issue");
+    let body = serde_json::to_vec(&json!({"userId": lee})).unwrap();
+    let res = app
+        .request_to(&fresh.base, reqwest::Method::POST, &path, Some(body))
+        .await
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "the database decided");
     app.check_invariants().await;
 }
 

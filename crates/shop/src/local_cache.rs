@@ -1,0 +1,153 @@
+//! The in-process layer in front of Redis and the database, for the reads a flash
+//! sale repeats thousands of times a second:
+//!
+//! - product details, kept as the JSON bytes answered, for at most
+//!   `SHOP_PRODUCT_CACHE_MS`. A change made by this instance drops its copy at once;
+//!   one made by another instance arrives through Redis pub/sub (see
+//!   [`crate::cache::Cache::forget_products`]), and the age limit bounds what a lost
+//!   message can cost.
+//! - coupon refusals the database has made: sold out, and already issued to a user.
+//!   Both are permanent facts (a coupon's total never grows, an issued coupon is never
+//!   taken back), so they are correct on every instance for ever and need no
+//!   invalidation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use quick_cache::sync::Cache;
+
+use crate::cache::Gate;
+use crate::ids::{CouponId, ProductId, UserId};
+
+const EPOCH_SHARDS: usize = 1024;
+
+pub struct LocalCache {
+    products: Cache<ProductId, (Instant, Bytes)>,
+    /// Bumped on every change of a product in the shard, so a read that raced with a
+    /// change does not put back what it read before the change.
+    epochs: Box<[AtomicU64]>,
+    ttl: Duration,
+    sold_out: Cache<CouponId, ()>,
+    issued: Cache<(CouponId, UserId), ()>,
+}
+
+impl LocalCache {
+    pub fn new(product_ttl: Duration) -> Self {
+        LocalCache {
+            products: Cache::new(100_000),
+            epochs: (0..EPOCH_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            ttl: product_ttl,
+            sold_out: Cache::new(10_000),
+            issued: Cache::new(1_000_000),
+        }
+    }
+
+    fn epoch_of(&self, id: ProductId) -> &AtomicU64 {
+        &self.epochs[(id.0 as u64 % EPOCH_SHARDS as u64) as usize]
+    }
+
+    /// The product's JSON, if a fresh enough copy is here.
+    pub fn product(&self, id: ProductId) -> Option<Bytes> {
+        let (at, bytes) = self.products.get(&id)?;
+        (at.elapsed() < self.ttl).then_some(bytes)
+    }
+
+    /// Take before reading a product from further away; pass to [`Self::put_product`].
+    pub fn product_epoch(&self, id: ProductId) -> u64 {
+        self.epoch_of(id).load(Ordering::Acquire)
+    }
+
+    /// Keeps `bytes` unless the product changed since `epoch` was taken.
+    pub fn put_product(&self, id: ProductId, epoch: u64, bytes: Bytes) {
+        if self.ttl.is_zero() || self.product_epoch(id) != epoch {
+            return;
+        }
+        self.products.insert(id, (Instant::now(), bytes));
+        // A change between the check and the insert: drop what was just put back.
+        if self.product_epoch(id) != epoch {
+            self.products.remove(&id);
+        }
+    }
+
+    pub fn forget_products(&self, ids: impl IntoIterator<Item = ProductId>) {
+        for id in ids {
+            self.epoch_of(id).fetch_add(1, Ordering::AcqRel);
+            self.products.remove(&id);
+        }
+    }
+
+    /// After a gap in the news from other instances: forget every product copy.
+    pub fn forget_all_products(&self) {
+        for epoch in self.epochs.iter() {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.products.clear();
+    }
+
+    /// Refusals already made for this coupon and user.
+    pub fn coupon_gate(&self, coupon: CouponId, user: UserId) -> Gate {
+        if self.issued.get(&(coupon, user)).is_some() {
+            Gate::AlreadyIssued
+        } else if self.sold_out.get(&coupon).is_some() {
+            Gate::SoldOut
+        } else {
+            Gate::Pass
+        }
+    }
+
+    pub fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate) {
+        match verdict {
+            Gate::Pass => {}
+            Gate::SoldOut => self.sold_out.insert(coupon, ()),
+            Gate::AlreadyIssued => self.issued.insert((coupon, user), ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_with_a_change_is_not_kept() {
+        let cache = LocalCache::new(Duration::from_secs(60));
+        let p = ProductId(7);
+        let before = cache.product_epoch(p);
+        cache.forget_products([p]); // the change commits while the read is under way
+        cache.put_product(p, before, Bytes::from_static(b"old"));
+        assert_eq!(cache.product(p), None);
+        let now = cache.product_epoch(p);
+        cache.put_product(p, now, Bytes::from_static(b"new"));
+        assert_eq!(cache.product(p).as_deref(), Some(&b"new"[..]));
+        cache.forget_all_products();
+        assert_eq!(cache.product(p), None);
+    }
+
+    #[test]
+    fn copies_age_out_and_a_zero_age_keeps_nothing() {
+        let cache = LocalCache::new(Duration::from_millis(30));
+        let p = ProductId(1);
+        cache.put_product(p, cache.product_epoch(p), Bytes::from_static(b"x"));
+        assert!(cache.product(p).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cache.product(p), None);
+        let off = LocalCache::new(Duration::ZERO);
+        off.put_product(p, off.product_epoch(p), Bytes::from_static(b"x"));
+        assert_eq!(off.product(p), None);
+    }
+
+    #[test]
+    fn coupon_refusals_are_remembered() {
+        let cache = LocalCache::new(Duration::from_secs(1));
+        let (c, u, v) = (CouponId(1), UserId(1), UserId(2));
+        assert_eq!(cache.coupon_gate(c, u), Gate::Pass);
+        cache.coupon_decided(c, u, Gate::AlreadyIssued);
+        assert_eq!(cache.coupon_gate(c, u), Gate::AlreadyIssued);
+        assert_eq!(cache.coupon_gate(c, v), Gate::Pass);
+        cache.coupon_decided(c, v, Gate::SoldOut);
+        assert_eq!(cache.coupon_gate(c, v), Gate::SoldOut);
+        assert_eq!(cache.coupon_gate(c, u), Gate::AlreadyIssued);
+        assert_eq!(cache.coupon_gate(CouponId(2), v), Gate::Pass);
+    }
+}
