@@ -1,8 +1,9 @@
 //! The OpenAPI document, served at `/api-docs/openapi.json` and shown at `/docs`.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{RefOr, ResponseBuilder};
+use utoipa::openapi::{RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::{balance, coupon, order, outbox, product, ranking};
@@ -64,9 +65,9 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
 pub struct ApiDoc;
 
 /// Adds what every route shares but its own annotation does not repeat: the bearer
-/// security scheme with 401 and 403 on protected routes, and the answers any route may
-/// give (429 rate limited, 503 overloaded, 413/415 for bodies, 409/422 for
-/// idempotency keys).
+/// security scheme with 401 and 403 on protected routes, the `Idempotency-Key` header
+/// of every mutation, and the answers any route may give (429 rate limited, 503
+/// overloaded, 413/415 for bodies, 409/422 for idempotency keys).
 struct Guarantees;
 
 /// Whether `path` needs a token (see [`crate::auth`]).
@@ -88,6 +89,36 @@ fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
         )
         .build()
         .into()
+}
+
+/// The `Idempotency-Key` header: 1..=128 printable ASCII characters (anything else
+/// answers 400). HTTP drops a value's leading and trailing spaces, so a key neither
+/// starts nor ends with one.
+fn idempotency_key() -> Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Replay-safe retries: 1..=128 printable ASCII characters, scoped to the caller",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
+        ))
+        .build()
+}
+
+/// Puts the one `Idempotency-Key` header in place of any the annotation declared.
+fn set_idempotency_key(op: &mut Operation) {
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    params.retain(|p| {
+        !(p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("Idempotency-Key"))
+    });
+    params.push(idempotency_key());
 }
 
 fn ensure(op: &mut Operation, status: &str, description: &str) {
@@ -125,6 +156,7 @@ impl Modify for Guarantees {
                     );
                 }
                 if mutation {
+                    set_idempotency_key(op);
                     ensure(
                         op,
                         "409",

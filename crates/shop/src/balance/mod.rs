@@ -78,6 +78,7 @@ pub struct LedgerEntry {
     /// Signed: positive for CHARGE and REFUND, negative for PAYMENT.
     pub amount: Won,
     pub balance_after: Won,
+    #[schema(required = true)]
     pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }

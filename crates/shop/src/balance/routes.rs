@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// 1..=100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -38,6 +39,7 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// Won to add: 1..=1,000,000 by default (`SHOP_MAX_CHARGE`).
+    #[schema(minimum = 1)]
     pub amount: i64,
 }
 
@@ -45,7 +47,6 @@ pub struct ChargeRequest {
 /// token. Open to anyone.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = CreateUserRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -66,7 +67,7 @@ pub async fn create_user(
 
 /// The user's balance.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance", tag = "users",
-    params(("userId" = i64, Path)),
+    params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
     OwnUser(user): OwnUser,
@@ -78,8 +79,7 @@ pub async fn get_balance(
 /// Charge the balance. Concurrent charges are all applied.
 #[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", tag = "users",
     request_body = ChargeRequest,
-    params(("userId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Balance, description = "the balance after"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
@@ -122,7 +122,7 @@ pub async fn charge(
 
 /// The balance history, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", tag = "users",
-    params(("userId" = i64, Path), PagingParams),
+    params(("userId" = i64, Path, minimum = 1), PagingParams),
     responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
 pub async fn history(
     OwnUser(user): OwnUser,

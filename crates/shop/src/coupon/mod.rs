@@ -28,8 +28,10 @@ pub struct Coupon {
     /// The order total (before discount) must be at least this.
     pub min_order_amount: Won,
     /// Issue opens at (null: already open).
+    #[schema(required = true)]
     pub issue_starts_at: Option<DateTime<Utc>>,
     /// Issue closes at, exclusive (null: never).
+    #[schema(required = true)]
     pub issue_ends_at: Option<DateTime<Utc>>,
     /// An issued coupon expires this many days after issue.
     pub valid_days: i64,
@@ -89,6 +91,7 @@ pub struct UserCouponView {
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// The order holding or having used it.
+    #[schema(required = true)]
     pub order_id: Option<OrderId>,
 }
 

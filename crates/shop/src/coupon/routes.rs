@@ -39,25 +39,32 @@ pub const MAX_COUPON_QUANTITY: i64 = 100_000_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateCouponRequest {
+    /// 1..=200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub discount_type: DiscountType,
     /// FIXED: won off, 1..=1,000,000,000. RATE: percent off, 1..=100.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub discount_value: i64,
     /// 1..=100,000,000.
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub total_quantity: i64,
-    /// Default 0.
+    /// 0..=1,000,000,000, default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub min_order_amount: Option<i64>,
     /// RFC 3339; default: open now.
     pub issue_starts_at: Option<DateTime<Utc>>,
     /// RFC 3339, exclusive; default: never closes.
     pub issue_ends_at: Option<DateTime<Utc>>,
     /// 1..=3650, default 30.
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IssueRequest {
+    #[schema(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -110,7 +117,6 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
 /// Create a coupon (admin).
 #[utoipa::path(post, path = "/api/v1/admin/coupons", tag = "admin",
     request_body = CreateCouponRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -125,7 +131,7 @@ pub async fn create(
 
 /// A coupon, with how many have been issued.
 #[utoipa::path(get, path = "/api/v1/coupons/{couponId}", tag = "coupons",
-    params(("couponId" = i64, Path)),
+    params(("couponId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -137,8 +143,7 @@ pub async fn detail(
 /// Issue a coupon to a user: first come, first served, one per user.
 #[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", tag = "coupons",
     request_body = IssueRequest,
-    params(("couponId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("couponId" = i64, Path, minimum = 1)),
     responses((status = 201, body = UserCoupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,
@@ -194,7 +199,7 @@ pub async fn issue(
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", tag = "users",
-    params(("userId" = i64, Path), PagingParams),
+    params(("userId" = i64, Path, minimum = 1), PagingParams),
     responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

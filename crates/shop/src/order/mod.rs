@@ -70,6 +70,7 @@ pub struct Order {
     pub user_id: UserId,
     pub status: OrderStatus,
     pub items: Vec<OrderItem>,
+    #[schema(required = true)]
     pub user_coupon_id: Option<UserCouponId>,
     /// Sum of the items' amounts.
     pub total_amount: Won,
@@ -77,6 +78,7 @@ pub struct Order {
     /// totalAmount − discountAmount: what payment takes from the balance.
     pub final_amount: Won,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub paid_at: Option<DateTime<Utc>>,
     /// When a PENDING order expires and releases what it holds.
     pub expires_at: DateTime<Utc>,

@@ -31,18 +31,23 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrderItemRequest {
+    #[schema(minimum = 1)]
     pub product_id: i64,
     /// 1..=1,000 by default (`SHOP_MAX_ITEM_QUANTITY`).
+    #[schema(minimum = 1)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PlaceOrderRequest {
+    #[schema(minimum = 1)]
     pub user_id: i64,
     /// 1..=50 items by default (`SHOP_MAX_ORDER_ITEMS`); a product may appear more
     /// than once, its demand is summed.
+    #[schema(min_items = 1)]
     pub items: Vec<OrderItemRequest>,
+    #[schema(minimum = 1)]
     pub user_coupon_id: Option<i64>,
     /// Create and pay in one atomic step.
     #[serde(default)]
@@ -64,7 +69,6 @@ impl AppState {
 /// it is paid in the same step (either a PAID order exists after, or nothing changed).
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
@@ -113,7 +117,7 @@ pub async fn place(
 
 /// An order.
 #[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders",
-    params(("orderId" = i64, Path)),
+    params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     Authenticated(caller): Authenticated,
@@ -137,8 +141,7 @@ async fn require_owner(state: &AppState, caller: Caller, id: OrderId) -> ApiResu
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
-    params(("orderId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now PAID"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
@@ -165,8 +168,7 @@ pub async fn pay(
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
 /// refunded.
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
-    params(("orderId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
@@ -193,7 +195,7 @@ pub async fn cancel(
 
 /// A user's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/orders", tag = "users",
-    params(("userId" = i64, Path), PagingParams),
+    params(("userId" = i64, Path, minimum = 1), PagingParams),
     responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

@@ -44,6 +44,7 @@ pub struct UndeliveredEvent {
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 

@@ -33,24 +33,32 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateProductRequest {
     /// 1..=200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Won per unit, 0..=1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price: i64,
     /// Initial stock, 0..=1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProductRequest {
+    /// 1..=200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    /// Won per unit, 0..=1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockRequest {
-    /// Units to add (negative to remove); non-zero.
+    /// Units to add (negative to remove); non-zero, within ±1,000,000,000.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
 }
 
@@ -67,7 +75,7 @@ pub async fn list(
 
 /// One product, with the stock that can be ordered now.
 #[utoipa::path(get, path = "/api/v1/products/{productId}", tag = "products",
-    params(("productId" = i64, Path)),
+    params(("productId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -85,7 +93,6 @@ pub async fn detail(
 /// Create a product (admin).
 #[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
     request_body = CreateProductRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = Product), (status = 400, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -112,8 +119,7 @@ pub async fn create(
 /// Rename and/or reprice a product (admin). Placed orders keep their prices.
 #[utoipa::path(patch, path = "/api/v1/admin/products/{productId}", tag = "admin",
     request_body = UpdateProductRequest,
-    params(("productId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("productId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -140,8 +146,7 @@ pub async fn update(
 /// Add or remove stock (admin). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
 #[utoipa::path(post, path = "/api/v1/admin/products/{productId}/stock", tag = "admin",
     request_body = StockRequest,
-    params(("productId" = i64, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("productId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
