@@ -161,7 +161,15 @@ pub async fn issue(
     let user = UserId(req.user_id);
     caller.require_user(user)?;
     // Refusals the database already made are answered without it.
-    match state.cache.coupon_gate(id, user).await {
+    let gate = match state.local.coupon_gate(id, user) {
+        Gate::Pass => {
+            let shared = state.cache.coupon_gate(id, user).await;
+            state.local.coupon_decided(id, user, shared);
+            shared
+        }
+        known => known,
+    };
+    match gate {
         Gate::SoldOut => return Err(CouponError::SoldOut.into()),
         Gate::AlreadyIssued => return Err(CouponError::AlreadyIssued.into()),
         Gate::Pass => {}
@@ -191,6 +199,7 @@ pub async fn issue(
         Err(e) if e.code == "COUPON_ALREADY_ISSUED" => Gate::AlreadyIssued,
         Err(_) => Gate::Pass,
     };
+    state.local.coupon_decided(id, user, verdict);
     state.cache.coupon_decided(id, user, verdict).await;
     let done = outcome?;
     metrics::counter!("shop_coupons_issued_total").increment(1);

@@ -157,6 +157,7 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
 pub struct Page<T: ToSchema> {
     pub items: Vec<T>,
     /// Pass as `?cursor=` to get the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::{get, patch, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::Idempotency;
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::ProductId;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,14 +80,26 @@ pub async fn list(
 pub async fn detail(
     State(state): State<AppState>,
     PathId(id): PathId<ProductId>,
-) -> ApiResult<axum::Json<Product>> {
-    if let Some(product) = state.cache.product(id).await {
-        return Ok(axum::Json(product));
+) -> ApiResult<Response> {
+    let json = |bytes: axum::body::Bytes| {
+        ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    };
+    if let Some(bytes) = state.local.product(id) {
+        return Ok(json(bytes));
     }
-    let product = store::get(state.db.read(), id).await?;
-    let ttl = std::time::Duration::from_millis(state.config.product_cache_ms);
-    state.cache.put_product(&product, ttl).await;
-    Ok(axum::Json(product))
+    let epoch = state.local.product_epoch(id);
+    let product = match state.cache.product(id).await {
+        Some(product) => product,
+        None => {
+            let product = store::get(state.db.read(), id).await?;
+            let ttl = std::time::Duration::from_millis(state.config.product_cache_ms);
+            state.cache.put_product(&product, ttl).await;
+            product
+        }
+    };
+    let bytes = axum::body::Bytes::from(serde_json::to_vec(&product).map_err(ApiError::internal)?);
+    state.local.put_product(id, epoch, bytes.clone());
+    Ok(json(bytes))
 }
 
 /// Create a product (admin).
