@@ -27,9 +27,21 @@ use crate::outbox::sink::Sink;
 use crate::ranking::RankingCache;
 use crate::{http, order, telemetry};
 
-/// What handlers share. Small and concrete.
+/// What handlers share: one pointer, cloned by every layer of every request (a struct
+/// of a dozen handles cloned and dropped per layer cost 10% of a cached read's CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to. Small and concrete.
+pub struct Shared {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
@@ -80,7 +92,7 @@ impl AppState {
         let local = Arc::new(crate::local_cache::LocalCache::new(Duration::from_millis(
             config.product_cache_ms,
         )));
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             auth,
             local,
             rate_limits,
@@ -91,7 +103,7 @@ impl AppState {
             config: Arc::new(config),
             ranking: RankingCache::default(),
             metrics: telemetry::metrics_handle(),
-        };
+        }));
         crate::demo::seed_if_wanted(&state).await?;
         Ok(state)
     }
