@@ -169,15 +169,7 @@ pub fn router(state: AppState) -> Router {
 async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TIMEOUT",
-                "the request took too long",
-            );
-            e.retry_after = Some(1);
-            e.into_response()
-        }
+        Err(_) => ApiError::unavailable("TIMEOUT", "the request took too long").into_response(),
     }
 }
 

@@ -62,6 +62,14 @@ impl ApiError {
         )
     }
 
+    /// 503 with `Retry-After: 1`: overloaded or colliding, not broken; nothing was
+    /// applied, and the same request may simply be sent again.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after = Some(1);
+        e
+    }
+
     pub fn payload_too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,34 +84,20 @@ impl From<sqlx::Error> for ApiError {
         match err {
             sqlx::Error::PoolTimedOut => {
                 tracing::warn!("database pool timed out");
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UNAVAILABLE",
-                    "the service is overloaded, retry later",
-                );
-                e.retry_after = Some(1);
-                e
+                ApiError::unavailable("UNAVAILABLE", "the service is overloaded, retry later")
             }
             // A statement cancelled by SHOP_DB_STATEMENT_TIMEOUT_MS: the database is
             // overloaded, not broken (the transaction is rolled back, nothing applied).
             sqlx::Error::Database(e) if e.code().as_deref() == Some("57014") => {
                 tracing::warn!("a statement ran past the statement timeout");
-                let mut err = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UNAVAILABLE",
-                    "the database is overloaded, retry later",
-                );
-                err.retry_after = Some(1);
-                err
+                ApiError::unavailable("UNAVAILABLE", "the database is overloaded, retry later")
             }
             sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("40P01" | "40001")) => {
-                let mut err = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                let mut err = ApiError::unavailable(
                     "UNAVAILABLE",
                     "the request collided with another one; retry",
                 );
                 err.retry = true;
-                err.retry_after = Some(1);
                 err
             }
             other => ApiError::internal(other),

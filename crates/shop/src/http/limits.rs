@@ -109,13 +109,11 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
 /// The answer when [`crate::config::Config::max_in_flight`] requests are already being
 /// served.
 pub fn overloaded() -> Response {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+    ApiError::unavailable(
         "OVERLOADED",
         "the server is at its limit of requests in flight; retry shortly",
-    );
-    e.retry_after = Some(1);
-    e.into_response()
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -370,6 +370,21 @@ fn field(body: &Value, name: &str) -> i64 {
     body[name].as_i64().unwrap_or(i64::MIN)
 }
 
+/// `{id: status}` of a list answer's items.
+fn id_statuses(body: &Value, what: &str) -> Result<BTreeMap<i64, String>, String> {
+    Ok(body["items"]
+        .as_array()
+        .ok_or_else(|| format!("{what}: {body}"))?
+        .iter()
+        .map(|item| {
+            (
+                field(item, "id"),
+                item["status"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect())
+}
+
 fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
     if got == want {
         Ok(())
@@ -680,17 +695,7 @@ async fn compare(app: &TestApp, w: &World, m: &Model) -> Result<(), String> {
             .get(&format!("/api/v1/users/{id}/orders?limit=100"))
             .await;
         expect_eq("orders list status", s, StatusCode::OK)?;
-        let got: BTreeMap<i64, String> = b["items"]
-            .as_array()
-            .ok_or_else(|| format!("orders list: {b}"))?
-            .iter()
-            .map(|o| {
-                (
-                    field(o, "id"),
-                    o["status"].as_str().unwrap_or("?").to_string(),
-                )
-            })
-            .collect();
+        let got = id_statuses(&b, "orders list")?;
         let want: BTreeMap<i64, String> = m
             .orders
             .iter()
@@ -703,17 +708,7 @@ async fn compare(app: &TestApp, w: &World, m: &Model) -> Result<(), String> {
             .get(&format!("/api/v1/users/{id}/coupons?limit=100"))
             .await;
         expect_eq("user coupons list status", s, StatusCode::OK)?;
-        let got: BTreeMap<i64, String> = b["items"]
-            .as_array()
-            .ok_or_else(|| format!("user coupons list: {b}"))?
-            .iter()
-            .map(|c| {
-                (
-                    field(c, "id"),
-                    c["status"].as_str().unwrap_or("?").to_string(),
-                )
-            })
-            .collect();
+        let got = id_statuses(&b, "user coupons list")?;
         let want: BTreeMap<i64, Vec<&str>> = m
             .user_coupons
             .iter()
