@@ -166,7 +166,8 @@ pub async fn pay(
 }
 
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
-/// refunded.
+/// refunded (in full, even when that takes the balance over `SHOP_MAX_BALANCE`: the
+/// limit refuses charges, never money owed back).
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
