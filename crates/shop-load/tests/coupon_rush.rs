@@ -1,35 +1,21 @@
 //! Runs the coupon-rush scenario, small, against a real shop server started in this
 //! process on a temporary SQLite database, and checks the verdict.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use shop::app::{self, AppState};
-use shop::clock::SystemClock;
-use shop::config::Config;
 use shop_load::runner::RunConfig;
 use shop_load::scenario::{Scenario, Sizes};
 use shop_load::{LoadConfig, run_scenario, verdict};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coupon_rush_issues_exactly_the_quantity() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", dir.path().join("shop.db").display());
-    let mut config = Config::defaults();
-    config.database_url = database_url.clone();
-    config.demo_data = Some(false);
-    config.events_file = Some(dir.path().join("shop.events.jsonl"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let state = AppState::new(config, Arc::new(SystemClock)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    app::spawn_workers(&state, shutdown.clone()).await.unwrap();
-    tokio::spawn(app::serve(listener, state, shutdown.clone()));
+    let server = common::start(|_| {}).await;
+    let (database_url, shutdown) = (server.database_url.clone(), server.shutdown.clone());
 
     let cfg = LoadConfig {
-        url: format!("http://{addr}"),
+        url: server.url.clone(),
         run: RunConfig {
             connections: 32,
             rate: None,

@@ -2,37 +2,26 @@
 //! on a temporary SQLite database with a configured admin token, and checks that every
 //! request got past authentication and that the verdict passes.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use shop::app::{self, AppState};
-use shop::clock::SystemClock;
-use shop::config::{Config, Secret};
+use shop::config::Secret;
 use shop_load::runner::RunConfig;
 use shop_load::scenario::{Action, Scenario, Sizes, mixed_count};
 use shop_load::{LoadConfig, run_scenario, verdict};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_passes_its_verdict_with_every_request_authorized() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", dir.path().join("shop.db").display());
-    let mut config = Config::defaults();
-    config.database_url = database_url.clone();
-    config.demo_data = Some(false);
-    config.events_file = Some(dir.path().join("shop.events.jsonl"));
-    config.admin_token = Some(Secret("the-admin-token".into()));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let state = AppState::new(config, Arc::new(SystemClock)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    app::spawn_workers(&state, shutdown.clone()).await.unwrap();
-    tokio::spawn(app::serve(listener, state, shutdown.clone()));
+    let server = common::start(|config| {
+        config.admin_token = Some(Secret("the-admin-token".into()));
+    })
+    .await;
+    let (database_url, shutdown) = (server.database_url.clone(), server.shutdown.clone());
 
     let requests = 800;
     let mut cfg = LoadConfig {
-        url: format!("http://{addr}"),
+        url: server.url.clone(),
         run: RunConfig {
             connections: 16,
             rate: None,

@@ -370,6 +370,16 @@ fn field(body: &Value, name: &str) -> i64 {
     body[name].as_i64().unwrap_or(i64::MIN)
 }
 
+/// Before any order exists, a payment or cancel targets an unknown id: 404.
+fn no_order_yet((s, b): (StatusCode, Value)) -> Result<String, String> {
+    matches(
+        &Want::Refused(StatusCode::NOT_FOUND, vec!["ORDER_NOT_FOUND"]),
+        s,
+        &b,
+    )?;
+    Ok(format!("no order yet: {s} {}", code(&b)))
+}
+
 /// `{id: status}` of a list answer's items.
 fn id_statuses(body: &Value, what: &str) -> Result<BTreeMap<i64, String>, String> {
     Ok(body["items"]
@@ -553,13 +563,7 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
         }
         Op::Pay { order } => {
             if m.orders.is_empty() {
-                let (s, b) = app.pay(UNKNOWN_ORDER).await;
-                matches(
-                    &Want::Refused(StatusCode::NOT_FOUND, vec!["ORDER_NOT_FOUND"]),
-                    s,
-                    &b,
-                )?;
-                return Ok(format!("no order yet: {s} {}", code(&b)));
+                return no_order_yet(app.pay(UNKNOWN_ORDER).await);
             }
             let index = order % m.orders.len();
             let o = &m.orders[index];
@@ -580,13 +584,7 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
         }
         Op::Cancel { order } => {
             if m.orders.is_empty() {
-                let (s, b) = app.cancel(UNKNOWN_ORDER).await;
-                matches(
-                    &Want::Refused(StatusCode::NOT_FOUND, vec!["ORDER_NOT_FOUND"]),
-                    s,
-                    &b,
-                )?;
-                return Ok(format!("no order yet: {s} {}", code(&b)));
+                return no_order_yet(app.cancel(UNKNOWN_ORDER).await);
             }
             let index = order % m.orders.len();
             let o = &m.orders[index];
