@@ -20,12 +20,12 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::outbox::relay::Relay;
 use crate::outbox::sink::Sink;
 use crate::ranking::RankingCache;
-use crate::{http, order, telemetry};
+use crate::{http, telemetry};
 
 /// What handlers share: one pointer, cloned by every layer of every request (a struct
 /// of a dozen handles cloned and dropped per layer cost 10% of a cached read's CPU).
@@ -47,7 +47,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub ranking: RankingCache,
     pub cache: Cache,
-    pub batcher: crate::batch::Batcher,
+    pub writer: crate::batch::Writer,
+    /// Idempotency keys of requests in flight on this instance.
+    pub in_flight: Arc<http::idempotency::InFlight>,
     pub metrics: PrometheusHandle,
     pub auth: crate::auth::Auth,
     pub local: Arc<crate::local_cache::LocalCache>,
@@ -71,12 +73,15 @@ impl AppState {
         };
         let writers = config
             .batch_writers
-            .unwrap_or(match (db.backend, config.group_commit) {
-                (Backend::Sqlite, _) => 1,
-                // batches take turns (see `batch`): one runs while the next waits ready
-                (Backend::Postgres, true) => 2,
-                (Backend::Postgres, false) => config.db_max_connections as usize,
-            });
+            .unwrap_or(crate::batch::default_writers(
+                db.backend,
+                config.group_commit,
+                config.db_max_connections,
+            ));
+        let rules = crate::batch::Rules {
+            order: config.order_rules(),
+            max_balance: crate::money::Won(config.max_balance),
+        };
         let admin_token = crate::auth::admin_token(
             config.admin_token.as_ref().map(|s| s.expose()),
             db.sqlite_path.as_deref(),
@@ -96,7 +101,14 @@ impl AppState {
             auth,
             local,
             rate_limits,
-            batcher: crate::batch::Batcher::start(db.clone(), batch_max, writers),
+            writer: crate::batch::Writer::start(
+                db.clone(),
+                clock.clone(),
+                rules,
+                batch_max,
+                writers,
+            ),
+            in_flight: Default::default(),
             db,
             cache,
             clock,
@@ -166,9 +178,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
+/// Answers a request that outlives `limit`. Before its write was handed over for
+/// commit, nothing happened: 503 `TIMEOUT` with `Retry-After`. After, the write goes
+/// on to its end in the writer, and the answer says so: 504 `OUTCOME_UNKNOWN` (a retry
+/// with the same Idempotency-Key tells the outcome).
+async fn time_limit(limit: Duration, mut req: Request, next: Next) -> Response {
+    let started = http::idempotency::WriteStarted::default();
+    req.extensions_mut().insert(started.clone());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
+        Err(_) if started.is_set() => http::idempotency::outcome_unknown().into_response(),
         Err(_) => ApiError::unavailable("TIMEOUT", "the request took too long").into_response(),
     }
 }
@@ -281,7 +300,7 @@ async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
     let mut passes: u64 = 0;
     loop {
         let now = state.clock.now();
-        match state.expire_due(now).await {
+        match state.expire_due().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired unpaid orders"),
             Err(e) => tracing::warn!(error = %e, "order expiry pass failed"),
@@ -313,15 +332,36 @@ pub async fn serve(
 }
 
 impl AppState {
-    /// One pass of the expiry worker at `now`: expires due PENDING orders and drops
-    /// the cached copies of the products they gave back. Returns how many expired.
-    pub async fn expire_due(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<usize, order::OrderError> {
-        let (expired, products) = order::service::expire_due(&self.db, now, 200).await?;
-        self.products_changed(products).await;
-        Ok(expired)
+    /// One pass of the expiry worker: expires due PENDING orders (through the write
+    /// path, in batches of 200) and drops the cached copies of the products they gave
+    /// back. Returns how many expired.
+    pub async fn expire_due(&self) -> Result<usize, ApiError> {
+        const LIMIT: i64 = 200;
+        let mut expired = 0;
+        loop {
+            let job = crate::batch::Job {
+                work: crate::batch::Work::ExpireDue { limit: LIMIT },
+                key: None,
+            };
+            match self.writer.submit(job, None).await {
+                crate::batch::Outcome::Decided {
+                    decision: Ok(crate::batch::Done::Expired(orders)),
+                    touched,
+                    ..
+                } => {
+                    self.products_changed(touched).await;
+                    expired += orders.len();
+                    if (orders.len() as i64) < LIMIT {
+                        return Ok(expired);
+                    }
+                }
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "the expiry pass did not run: {other:?}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Drops cached copies of products whose stock, name or price just changed: this

@@ -74,6 +74,19 @@ impl Caller {
         }
     }
 
+    /// The user asking: 401 without a valid token, 403 for the admin (whose token opens
+    /// admin routes only).
+    pub fn user(self) -> Result<UserId, ApiError> {
+        match self.require_authenticated()? {
+            Caller::User(u) => Ok(u),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "this route needs a user's token",
+            )),
+        }
+    }
+
     /// The caller must be `user`: 401 without a valid token, 403 with anyone else's
     /// (the admin's included: the admin token opens admin routes only).
     pub fn require_user(self, user: UserId) -> Result<(), ApiError> {

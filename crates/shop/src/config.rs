@@ -183,6 +183,15 @@ impl Config {
         Duration::from_secs(self.order_ttl_secs)
     }
 
+    pub fn order_rules(&self) -> crate::order::OrderRules {
+        crate::order::OrderRules {
+            max_items: self.max_order_items,
+            max_quantity: self.max_item_quantity,
+            ttl: chrono::TimeDelta::from_std(self.order_ttl())
+                .unwrap_or(chrono::TimeDelta::minutes(5)),
+        }
+    }
+
     pub fn popular_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.popular_cache_secs.min(10))
     }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
@@ -139,6 +140,33 @@ impl Db {
         }
     }
 
+    /// Runs `work` in a write transaction and commits it when `work` succeeds (rolls
+    /// back otherwise). The transaction runs in a task of its own, so a request that
+    /// is dropped (a timeout, a client gone) cannot cancel it halfway or hand its
+    /// connection back to the pool inside a transaction.
+    pub async fn transact<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<sqlx::Error> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFuture<'c, Result<T, E>>
+            + Send
+            + 'static,
+    {
+        let db = self.clone();
+        let task = tokio::spawn(async move {
+            let mut tx = db.begin().await?;
+            let value = work(&mut tx).await?;
+            tx.commit().await?;
+            Ok(value)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(E::from(sqlx::Error::Protocol(format!(
+                "a write task failed: {e}"
+            )))),
+        }
+    }
+
     /// The pool for reads outside a transaction.
     pub fn read(&self) -> &AnyPool {
         &self.read
@@ -182,4 +210,35 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
 /// Whether `err` is a unique-constraint violation (mapped to a 409 by the caller).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+/// Whether a failed statement or transaction may succeed if simply run again: a
+/// deadlock or serialization failure, a lock or statement timeout, a busy SQLite
+/// database, a lost connection or an exhausted pool. Decided by the database's error
+/// class, never by message text.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => {
+            if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                // 40: transaction rollback (serialization, deadlock); 08: connection
+                // exception; 53: insufficient resources; 55P03: lock not available;
+                // 57014: statement timeout; 57P0x: the server is shutting down.
+                code.starts_with("40")
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || code == "55P03"
+                    || code.starts_with("57")
+            } else if let Some(lite) = e.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                sqlx::error::DatabaseError::code(lite)
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
 }

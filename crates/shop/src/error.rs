@@ -79,6 +79,19 @@ impl ApiError {
     }
 }
 
+impl From<&crate::batch::Refused> for ApiError {
+    fn from(refused: &crate::batch::Refused) -> Self {
+        use crate::batch::Refused;
+        // The writer never produces the domain errors' database variants.
+        match refused {
+            Refused::Order(e) => crate::order::refusal(e),
+            Refused::Balance(e) => crate::balance::refusal(e),
+            Refused::Coupon(e) => crate::coupon::refusal(e),
+            Refused::Product(e) => crate::product::refusal(e),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {

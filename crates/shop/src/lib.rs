@@ -9,7 +9,7 @@
 pub mod app; // AppState, router, server and background workers
 pub mod auth; // bearer tokens: who is asking, and may they
 pub mod balance; // users, balance charge and ledger
-pub mod batch; // group commit: concurrent changes share one transaction
+pub mod batch; // the write path: batches decided in memory, written in bulk
 pub mod cache; // Redis: optional shared cache and coupon gate
 pub mod clock; // injected time source
 pub mod config; // settings from flags and environment
@@ -28,4 +28,5 @@ pub mod order; // orders: place, pay, cancel, expire
 pub mod outbox; // data-platform events and their delivery
 pub mod product; // products and stock
 pub mod ranking; // top products of the last days
+pub mod retry; // the retry schedule: exponential backoff with jitter
 pub mod telemetry; // logs and metrics

@@ -9,8 +9,11 @@
 //! - coupon refusals the database has made: sold out, and already issued to a user.
 //!   Both are permanent facts (a coupon's total never grows, an issued coupon is never
 //!   taken back), so they are correct on every instance for ever and need no
-//!   invalidation.
+//!   invalidation. For a sold-out coupon, the complete list of its holders (read once),
+//!   so that a keyed request can tell "sold out" from "the repeat of a winner".
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,7 +33,14 @@ pub struct LocalCache {
     ttl: Duration,
     sold_out: Cache<CouponId, ()>,
     issued: Cache<(CouponId, UserId), ()>,
+    holders: Cache<CouponId, Holders>,
 }
+
+/// The holders of a sold-out coupon; `None` when there are more than [`MAX_HOLDERS`].
+pub type Holders = Option<Arc<HashSet<UserId>>>;
+
+/// Most holders of one coupon kept in memory.
+pub const MAX_HOLDERS: usize = 1_000_000;
 
 impl LocalCache {
     pub fn new(product_ttl: Duration) -> Self {
@@ -40,6 +50,7 @@ impl LocalCache {
             ttl: product_ttl,
             sold_out: Cache::new(10_000),
             issued: Cache::new(1_000_000),
+            holders: Cache::new(64),
         }
     }
 
@@ -94,6 +105,16 @@ impl LocalCache {
         } else {
             Gate::Pass
         }
+    }
+
+    /// The holders of the sold-out `coupon`, read with `load` once per instance
+    /// (concurrent callers wait for the one read).
+    pub async fn sold_out_holders<E>(
+        &self,
+        coupon: CouponId,
+        load: impl Future<Output = Result<Holders, E>>,
+    ) -> Result<Holders, E> {
+        self.holders.get_or_insert_async(&coupon, load).await
     }
 
     pub fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate) {

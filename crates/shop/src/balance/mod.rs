@@ -98,17 +98,21 @@ pub enum BalanceError {
 impl From<BalanceError> for ApiError {
     fn from(err: BalanceError) -> Self {
         match err {
-            e @ BalanceError::UserNotFound(_) => {
-                ApiError::not_found("USER_NOT_FOUND", e.to_string())
-            }
-            e @ BalanceError::LimitExceeded(_) => {
-                ApiError::conflict("BALANCE_LIMIT_EXCEEDED", e.to_string())
-            }
-            e @ BalanceError::Insufficient => {
-                ApiError::conflict("INSUFFICIENT_BALANCE", e.to_string())
-            }
             BalanceError::Db(e) => e.into(),
+            other => refusal(&other),
         }
+    }
+}
+
+/// The answer to a refused balance request.
+pub fn refusal(err: &BalanceError) -> ApiError {
+    match err {
+        e @ BalanceError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", e.to_string()),
+        e @ BalanceError::LimitExceeded(_) => {
+            ApiError::conflict("BALANCE_LIMIT_EXCEEDED", e.to_string())
+        }
+        e @ BalanceError::Insufficient => ApiError::conflict("INSUFFICIENT_BALANCE", e.to_string()),
+        BalanceError::Db(e) => ApiError::internal(e),
     }
 }
 

@@ -7,17 +7,16 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{Balance, CreatedUser, LedgerEntry, LedgerKind, store, validate_name};
+use super::{Balance, CreatedUser, LedgerEntry, store, validate_name};
 use crate::app::AppState;
-use crate::auth::OwnUser;
-use crate::batch::Job;
+use crate::auth::{Caller, OwnUser};
+use crate::batch::Work;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::{Idempotency, respond};
+use crate::http::idempotency::{Idempotency, render};
 use crate::http::{Json, Page, Paging, PagingParams};
 use crate::money::Won;
-use axum::response::Response;
-use std::sync::Arc;
+use axum::response::{IntoResponse, Response};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,25 +43,28 @@ pub struct ChargeRequest {
 }
 
 /// Create a user (a buyer with a zero balance). The answer carries the user's bearer
-/// token. Open to anyone.
+/// token. Open to anyone. Not deduplicated by `Idempotency-Key`: the caller is not
+/// authenticated, and an answer holding a token is never stored.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = CreateUserRequest,
     responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
-    idem: Idempotency,
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<Response> {
     let name = validate_name(&req.name)?;
-    let mut tx = state.db.begin().await?;
-    let user = store::create_user(&mut tx, &name, to_millis(state.clock.now())).await?;
+    let now = to_millis(state.clock.now());
+    let user = state
+        .db
+        .transact(move |tx| Box::pin(async move { store::create_user(tx, &name, now).await }))
+        .await?;
     let created = CreatedUser {
         token: state.auth.token_for(user.id),
         id: user.id,
         name: user.name,
         created_at: user.created_at,
     };
-    idem.commit_json(tx, StatusCode::CREATED, &created).await
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 /// The user's balance.
@@ -93,31 +95,12 @@ pub async fn charge(
     if !(1..=max).contains(&req.amount) {
         return Err(ApiError::invalid(format!("amount must be 1..={max} won")));
     }
-    let (clock, max_balance) = (state.clock.clone(), Won(state.config.max_balance));
-    let amount = Won(req.amount);
-    let job: Job = Arc::new(move |conn| {
-        let (idem, clock) = (idem.clone(), clock.clone());
-        Box::pin(async move {
-            let now = to_millis(clock.now());
-            let after = store::credit(
-                conn,
-                user,
-                amount,
-                Some(max_balance),
-                LedgerKind::Charge,
-                None,
-                now,
-            )
-            .await?;
-            let balance = Balance {
-                user_id: user,
-                balance: after,
-            };
-            idem.answer(conn, StatusCode::OK, &balance, Vec::new())
-                .await
-        })
-    });
-    Ok(respond(state.batcher.run(job).await?))
+    let held = idem.claim(Caller::User(user))?;
+    let work = Work::Charge {
+        user,
+        amount: Won(req.amount),
+    };
+    Ok(state.write(&idem, held, work, render::<200>).await.1)
 }
 
 /// The balance history, newest first.

@@ -114,18 +114,24 @@ pub enum CouponError {
 impl From<CouponError> for ApiError {
     fn from(err: CouponError) -> Self {
         match err {
-            e @ CouponError::NotFound(_) => ApiError::not_found("COUPON_NOT_FOUND", e.to_string()),
-            e @ CouponError::UserNotFound(_) => {
-                ApiError::not_found("USER_NOT_FOUND", e.to_string())
-            }
-            e @ CouponError::SoldOut => ApiError::conflict("COUPON_SOLD_OUT", e.to_string()),
-            e @ CouponError::AlreadyIssued => {
-                ApiError::conflict("COUPON_ALREADY_ISSUED", e.to_string())
-            }
-            e @ CouponError::NotInIssuePeriod => {
-                ApiError::conflict("COUPON_NOT_IN_ISSUE_PERIOD", e.to_string())
-            }
             CouponError::Db(e) => e.into(),
+            other => refusal(&other),
         }
+    }
+}
+
+/// The answer to a refused coupon request.
+pub fn refusal(err: &CouponError) -> ApiError {
+    match err {
+        e @ CouponError::NotFound(_) => ApiError::not_found("COUPON_NOT_FOUND", e.to_string()),
+        e @ CouponError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", e.to_string()),
+        e @ CouponError::SoldOut => ApiError::conflict("COUPON_SOLD_OUT", e.to_string()),
+        e @ CouponError::AlreadyIssued => {
+            ApiError::conflict("COUPON_ALREADY_ISSUED", e.to_string())
+        }
+        e @ CouponError::NotInIssuePeriod => {
+            ApiError::conflict("COUPON_NOT_IN_ISSUE_PERIOD", e.to_string())
+        }
+        CouponError::Db(e) => ApiError::internal(e),
     }
 }

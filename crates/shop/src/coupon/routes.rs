@@ -13,17 +13,16 @@ use super::store::{self, NewCoupon};
 use super::{Coupon, CouponError, UserCoupon, UserCouponView};
 use crate::app::AppState;
 use crate::auth::{Authenticated, OwnUser};
-use crate::batch::Job;
+use crate::batch::{Refused, Work};
 use crate::cache::Gate;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::{Idempotency, respond};
+use crate::http::idempotency::{self, Idempotency, render};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{CouponId, UserId};
 use crate::money::{DiscountType, Won};
 use crate::product::MAX_PRICE;
 use axum::response::Response;
-use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -119,14 +118,18 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
     request_body = CreateCouponRequest,
     responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
 pub async fn create(
+    caller: crate::auth::Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<CreateCouponRequest>,
 ) -> ApiResult<Response> {
     let new = validate(req)?;
-    let mut tx = state.db.begin().await?;
-    let coupon = store::create(&mut tx, &new, to_millis(state.clock.now())).await?;
-    idem.commit_json(tx, StatusCode::CREATED, &coupon).await
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: idempotency::TxWork<Coupon> =
+        Box::new(move |tx| Box::pin(async move { Ok(store::create(tx, &new, now).await?) }));
+    let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::CREATED, work).await?;
+    Ok(res)
 }
 
 /// A coupon, with how many have been issued.
@@ -160,7 +163,11 @@ pub async fn issue(
     }
     let user = UserId(req.user_id);
     caller.require_user(user)?;
-    // Refusals the database already made are answered without it.
+    let held = idem.claim(caller)?;
+    let keyed = held.is_some();
+    // Refusals the database already made are answered from memory. A keyed request
+    // whose user holds the coupon may be the repeat of the request that won it: the
+    // writer replays that one.
     let gate = match state.local.coupon_gate(id, user) {
         Gate::Pass => {
             let shared = state.cache.coupon_gate(id, user).await;
@@ -170,40 +177,60 @@ pub async fn issue(
         known => known,
     };
     match gate {
-        Gate::SoldOut => return Err(CouponError::SoldOut.into()),
-        Gate::AlreadyIssued => return Err(CouponError::AlreadyIssued.into()),
-        Gate::Pass => {}
+        Gate::AlreadyIssued if !keyed => return Err(CouponError::AlreadyIssued.into()),
+        Gate::SoldOut if !keyed || !holds(&state, id, user).await? => {
+            return Err(CouponError::SoldOut.into());
+        }
+        _ => {}
     }
-    let clock = state.clock.clone();
-    let job: Job = Arc::new(move |conn| {
-        let (idem, clock) = (idem.clone(), clock.clone());
-        Box::pin(async move {
-            let issued = store::issue(conn, id, user, clock.now()).await?;
-            idem.answer(conn, StatusCode::CREATED, &issued, Vec::new())
-                .await
-        })
-    });
-    // Refusals a read can tell are answered without waiting for the writer.
-    let precheck = async {
+    // Without a key, refusals a read can tell never wait for the writer (with one,
+    // the refusal may be one to store with the key).
+    if !keyed {
         let mut conn = state.db.read().acquire().await?;
-        store::precheck(&mut conn, id, user, state.clock.now()).await
+        if let Err(refusal) = store::precheck(&mut conn, id, user, state.clock.now()).await {
+            learn(&state, id, user, &refusal).await;
+            return Err(refusal.into());
+        }
+    }
+    let work = Work::Issue { coupon: id, user };
+    let (decision, res) = state.write(&idem, held, work, render::<201>).await;
+    match &decision {
+        Some(Ok(_)) => {
+            metrics::counter!("shop_coupons_issued_total").increment(1);
+            state.local.coupon_decided(id, user, Gate::AlreadyIssued);
+            state
+                .cache
+                .coupon_decided(id, user, Gate::AlreadyIssued)
+                .await;
+        }
+        Some(Err(Refused::Coupon(refusal))) => learn(&state, id, user, refusal).await,
+        _ => {}
+    }
+    Ok(res)
+}
+
+/// Teaches the gates a refusal the database made, when it is for good.
+async fn learn(state: &AppState, coupon: CouponId, user: UserId, refusal: &CouponError) {
+    let verdict = match refusal {
+        CouponError::SoldOut => Gate::SoldOut,
+        CouponError::AlreadyIssued => Gate::AlreadyIssued,
+        _ => return,
     };
-    let outcome = match precheck.await {
-        Ok(_) => state.batcher.run(job).await,
-        Err(refusal) => Err(refusal.into()),
-    };
-    // Teach the gate what the database decided.
-    let verdict = match &outcome {
-        Ok(_) => Gate::AlreadyIssued,
-        Err(e) if e.code == "COUPON_SOLD_OUT" => Gate::SoldOut,
-        Err(e) if e.code == "COUPON_ALREADY_ISSUED" => Gate::AlreadyIssued,
-        Err(_) => Gate::Pass,
-    };
-    state.local.coupon_decided(id, user, verdict);
-    state.cache.coupon_decided(id, user, verdict).await;
-    let done = outcome?;
-    metrics::counter!("shop_coupons_issued_total").increment(1);
-    Ok(respond(done))
+    state.local.coupon_decided(coupon, user, verdict);
+    state.cache.coupon_decided(coupon, user, verdict).await;
+}
+
+/// Whether `user` holds the sold-out `coupon`, from the coupon's complete list of
+/// holders (read once per instance; `true` when the list is too long to keep).
+async fn holds(state: &AppState, coupon: CouponId, user: UserId) -> ApiResult<bool> {
+    let db = state.db.clone();
+    let holders = state
+        .local
+        .sold_out_holders(coupon, async move {
+            store::holders(db.read(), coupon, crate::local_cache::MAX_HOLDERS).await
+        })
+        .await?;
+    Ok(holders.is_none_or(|h| h.contains(&user)))
 }
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.

@@ -1,17 +1,16 @@
 //! SQL for coupons and issued (user) coupons.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
-use super::{Coupon, CouponError, UserCoupon, UserCouponStatus, UserCouponView};
+use super::{Coupon, CouponError, UserCouponStatus, UserCouponView};
 use crate::clock::{from_millis, to_millis};
-use crate::db::is_unique_violation;
 use crate::http::Paging;
 use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 
 #[derive(FromRow)]
-struct CouponRow {
+pub struct CouponRow {
     id: i64,
     name: String,
     discount_type: String,
@@ -24,15 +23,20 @@ struct CouponRow {
     valid_days: i64,
 }
 
-const COUPON_COLUMNS: &str = "id, name, discount_type, discount_value, total_quantity, \
+pub const COUPON_COLUMNS: &str = "id, name, discount_type, discount_value, total_quantity, \
     issued_quantity, min_order_amount, issue_starts_at, issue_ends_at, valid_days";
 
-impl From<CouponRow> for Coupon {
-    fn from(r: CouponRow) -> Self {
-        Coupon {
+impl TryFrom<CouponRow> for Coupon {
+    type Error = sqlx::Error;
+
+    fn try_from(r: CouponRow) -> Result<Self, sqlx::Error> {
+        let discount_type = DiscountType::parse(&r.discount_type).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown discount type `{}`", r.discount_type).into())
+        })?;
+        Ok(Coupon {
             id: CouponId(r.id),
             name: r.name,
-            discount_type: DiscountType::parse(&r.discount_type).unwrap_or(DiscountType::Fixed),
+            discount_type,
             discount_value: r.discount_value,
             total_quantity: r.total_quantity,
             issued_quantity: r.issued_quantity,
@@ -40,7 +44,7 @@ impl From<CouponRow> for Coupon {
             issue_starts_at: r.issue_starts_at.map(from_millis),
             issue_ends_at: r.issue_ends_at.map(from_millis),
             valid_days: r.valid_days,
-        }
+        })
     }
 }
 
@@ -77,7 +81,7 @@ pub async fn create(
     .bind(now_ms)
     .fetch_one(conn)
     .await?;
-    Ok(row.into())
+    Coupon::try_from(row)
 }
 
 pub async fn get(
@@ -90,7 +94,9 @@ pub async fn get(
     .bind(id.0)
     .fetch_optional(ex)
     .await?;
-    row.map(Coupon::from).ok_or(CouponError::NotFound(id))
+    row.map(Coupon::try_from)
+        .transpose()?
+        .ok_or(CouponError::NotFound(id))
 }
 
 /// Every refusal that reading can tell, in the order the contract's checks go:
@@ -125,52 +131,6 @@ pub async fn precheck(
     Ok(coupon)
 }
 
-/// Issues `coupon` to `user`: at most `total_quantity` ever, at most once per user.
-pub async fn issue(
-    conn: &mut AnyConnection,
-    coupon_id: CouponId,
-    user: UserId,
-    now: DateTime<Utc>,
-) -> Result<UserCoupon, CouponError> {
-    let coupon = precheck(&mut *conn, coupon_id, user, now).await?;
-    // The decision: the counter moves only while below the total.
-    let taken: Option<(i64,)> = sqlx::query_as(
-        "update coupons set issued_quantity = issued_quantity + 1
-         where id = $1 and issued_quantity < total_quantity returning issued_quantity",
-    )
-    .bind(coupon_id.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if taken.is_none() {
-        return Err(CouponError::SoldOut);
-    }
-    let expires_at = now + TimeDelta::days(coupon.valid_days);
-    let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
-        "insert into user_coupons (coupon_id, user_id, issued_at, expires_at, order_id)
-         values ($1, $2, $3, $4, null) returning id",
-    )
-    .bind(coupon_id.0)
-    .bind(user.0)
-    .bind(to_millis(now))
-    .bind(to_millis(expires_at))
-    .fetch_one(&mut *conn)
-    .await;
-    let (id,) = match inserted {
-        Ok(row) => row,
-        // A concurrent issue to the same user won; the caller rolls back our increment.
-        Err(e) if is_unique_violation(&e) => return Err(CouponError::AlreadyIssued),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(UserCoupon {
-        id: UserCouponId(id),
-        coupon_id,
-        user_id: user,
-        status: UserCouponStatus::Available,
-        issued_at: from_millis(to_millis(now)),
-        expires_at: from_millis(to_millis(expires_at)),
-    })
-}
-
 #[derive(FromRow)]
 struct UserCouponRow {
     id: i64,
@@ -186,22 +146,25 @@ struct UserCouponRow {
 }
 
 impl UserCouponRow {
-    fn view(self, now: DateTime<Utc>) -> UserCouponView {
+    fn view(self, now: DateTime<Utc>) -> Result<UserCouponView, sqlx::Error> {
         let order_id = self.order_id.map(OrderId);
         let expires_at = from_millis(self.expires_at);
-        UserCouponView {
+        let discount_type = DiscountType::parse(&self.discount_type).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown discount type `{}`", self.discount_type).into())
+        })?;
+        Ok(UserCouponView {
             id: UserCouponId(self.id),
             coupon_id: CouponId(self.coupon_id),
             user_id: UserId(self.user_id),
             status: UserCouponStatus::of(order_id, expires_at, now),
             name: self.name,
-            discount_type: DiscountType::parse(&self.discount_type).unwrap_or(DiscountType::Fixed),
+            discount_type,
             discount_value: self.discount_value,
             min_order_amount: Won(self.min_order_amount),
             issued_at: from_millis(self.issued_at),
             expires_at,
             order_id,
-        }
+        })
     }
 }
 
@@ -224,56 +187,25 @@ pub async fn list_for_user(
     .bind(paging.limit + 1)
     .fetch_all(ex)
     .await?;
-    Ok(rows.into_iter().map(|r| r.view(now)).collect())
+    rows.into_iter().map(|r| r.view(now)).collect()
 }
 
-/// One issued coupon, if it exists.
-pub async fn get_user_coupon(
+/// Who holds `coupon`, or `None` when more than `max` do.
+pub async fn holders(
     ex: impl Executor<'_, Database = Any>,
-    id: UserCouponId,
-    now: DateTime<Utc>,
-) -> Result<Option<UserCouponView>, sqlx::Error> {
-    let row: Option<UserCouponRow> =
-        sqlx::query_as(&format!("{USER_COUPON_SELECT} where uc.id = $1"))
-            .bind(id.0)
-            .fetch_optional(ex)
+    coupon: CouponId,
+    max: usize,
+) -> Result<Option<std::sync::Arc<std::collections::HashSet<UserId>>>, sqlx::Error> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("select user_id from user_coupons where coupon_id = $1 limit $2")
+            .bind(coupon.0)
+            .bind(max as i64 + 1)
+            .fetch_all(ex)
             .await?;
-    Ok(row.map(|r| r.view(now)))
-}
-
-/// Marks the coupon as held by `order`, if it is the user's, free and unexpired.
-/// Returns whether it was taken.
-pub async fn hold(
-    conn: &mut AnyConnection,
-    id: UserCouponId,
-    user: UserId,
-    order: OrderId,
-    now_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update user_coupons set order_id = $1
-         where id = $2 and user_id = $3 and order_id is null and expires_at > $4",
-    )
-    .bind(order.0)
-    .bind(id.0)
-    .bind(user.0)
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Gives the coupon back (the order holding it expired or was cancelled). An expired
-/// coupon given back shows EXPIRED, so it cannot be used again.
-pub async fn release(
-    conn: &mut AnyConnection,
-    id: UserCouponId,
-    order: OrderId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update user_coupons set order_id = null where id = $1 and order_id = $2")
-        .bind(id.0)
-        .bind(order.0)
-        .execute(conn)
-        .await?;
-    Ok(())
+    if rows.len() > max {
+        return Ok(None);
+    }
+    Ok(Some(std::sync::Arc::new(
+        rows.into_iter().map(|(u,)| UserId(u)).collect(),
+    )))
 }

@@ -1,167 +1,44 @@
-//! `Idempotency-Key` on mutations. The first request with a key claims it (a row in
-//! `idempotency_keys`, committed before the work starts); the answer is stored when it
-//! is not a 5xx. A repeat with the same fingerprint (method, path, body bytes) replays
-//! the stored answer without doing the work again; with another fingerprint it is
-//! refused with 422 `IDEMPOTENCY_KEY_REUSED`; while the first is in flight, 409
-//! `IDEMPOTENCY_KEY_IN_PROGRESS`. Keys are scoped to the caller and kept 24 hours or
-//! more.
+//! `Idempotency-Key` on mutations. Keys are scoped to the authenticated caller (the
+//! user, or the admin); the request's fingerprint is its method, path and body bytes.
 //!
-//! A successful mutation records its answer in its own transaction
-//! ([`Idempotency::commit_json`]), so "the work is done" and "the answer is stored" are
-//! one atomic fact: a timeout, a dropped connection or a crash after the commit can
-//! never make a retry do the work twice. Refusals change nothing, so their answers are
-//! stored afterwards. A claim whose request was abandoned before its commit is
-//! released at once (or, after a crash, taken over after [`IN_FLIGHT_LEASE`]).
+//! - Authentication comes first: a handler claims its key with
+//!   [`Idempotency::claim`] only after the caller was admitted, so a request refused
+//!   with 401 or 403 never has its key looked at or stored. Anonymous callers' keys
+//!   are ignored: they have no scope of their own that a stranger could not share.
+//! - A key is a row of the same commit as the work it answers: batched jobs carry it
+//!   into the writer ([`crate::batch`]); other writes use [`transact`]. The same key
+//!   with the same fingerprint replays the first answer; with another, 422
+//!   `IDEMPOTENCY_KEY_REUSED`.
+//! - While a request with a key is in flight on this instance, a repeat answers 409
+//!   `IDEMPOTENCY_KEY_IN_PROGRESS` at once ([`InFlight`]). On PostgreSQL a repeat sent
+//!   to another instance waits for the first commit and is replayed.
+//! - Final refusals that wrote nothing (400, `COUPON_SOLD_OUT`,
+//!   `COUPON_ALREADY_ISSUED` answered from memory) are recomputed on replay.
 
-use axum::body::{Body, to_bytes};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::AnyConnection;
 
 use crate::app::AppState;
+use crate::auth::Caller;
+use crate::batch::{Answer, Claim, Decision, Job, Outcome, Render, Work};
 use crate::clock::to_millis;
-use crate::db::Tx;
-use crate::error::{ApiError, ApiResult};
-
-/// The claim of the request in progress (placed in the request's extensions by the
-/// middleware).
-#[derive(Debug, Clone)]
-struct Claim {
-    scope: String,
-    key: String,
-}
-
-/// Handlers that mutate take this and finish with [`Idempotency::commit_json`] (or,
-/// inside a group-commit job, [`Idempotency::answer`]).
-#[derive(Clone)]
-pub struct Idempotency(Option<Claim>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Idempotency(parts.extensions.get::<Claim>().cloned()))
-    }
-}
-
-impl Idempotency {
-    /// Inside a group-commit job: serializes the answer and stores it under the
-    /// request's key in the job's transaction. If the claim is gone (its request was
-    /// abandoned and released before the job ran), the job fails and changes nothing,
-    /// so a retry can never find the work done without its answer.
-    pub async fn answer<T: Serialize>(
-        &self,
-        conn: &mut AnyConnection,
-        status: StatusCode,
-        value: &T,
-        products: Vec<crate::ids::ProductId>,
-    ) -> crate::batch::JobResult {
-        let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
-        if let Some(claim) = &self.0
-            && record(conn, &claim.scope, &claim.key, status, &body).await? == 0
-        {
-            return Err(ApiError::conflict(
-                "IDEMPOTENCY_KEY_IN_PROGRESS",
-                "the request with this Idempotency-Key was abandoned; send it again",
-            ));
-        }
-        Ok(crate::batch::Done {
-            status,
-            body,
-            products,
-        })
-    }
-
-    /// Outside group commit: stores the answer in `tx` (as [`Idempotency::answer`]),
-    /// commits, and returns the answer.
-    pub async fn commit_json<T: Serialize>(
-        &self,
-        mut tx: Tx,
-        status: StatusCode,
-        value: &T,
-    ) -> ApiResult<Response> {
-        let done = self.answer(&mut tx, status, value, Vec::new()).await?;
-        tx.commit().await?;
-        Ok(respond(done))
-    }
-}
-
-/// The answer of a committed job.
-pub fn respond(done: crate::batch::Done) -> Response {
-    let mut res = (
-        done.status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        done.body,
-    )
-        .into_response();
-    res.extensions_mut().insert(AnswerStored);
-    res
-}
-
-/// Marks a response whose answer is already stored under its key (in the
-/// transaction that did the work), so the middleware need not store it again.
-#[derive(Clone, Copy)]
-struct AnswerStored;
-
-/// Marks the claim DONE with its answer (a no-op when already DONE). Returns the
-/// rows changed.
-async fn record(
-    conn: &mut AnyConnection,
-    scope: &str,
-    key: &str,
-    status: StatusCode,
-    body: &[u8],
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "update idempotency_keys set state = 'DONE', status_code = $1, body = $2
-         where scope = $3 and idem_key = $4 and state = 'IN_PROGRESS'",
-    )
-    .bind(i64::from(status.as_u16()))
-    .bind(String::from_utf8_lossy(body).into_owned())
-    .bind(scope)
-    .bind(key)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(done)
-}
-
-/// Releases the claim if the middleware is dropped before it finishes (a timeout or
-/// a client that went away): the work either committed, and with it the answer
-/// (then the release deletes nothing), or it rolled back and may run again.
-struct ReleaseOnDrop {
-    state: Option<(AppState, String, String)>,
-}
-
-impl ReleaseOnDrop {
-    fn disarm(&mut self) {
-        self.state = None;
-    }
-}
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        if let Some((state, scope, key)) = self.state.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move { forget(&state, &scope, &key).await });
-        }
-    }
-}
+use crate::error::ApiError;
 
 pub const HEADER: &str = "idempotency-key";
-/// How long a claim may stay in flight before another request may take it over
-/// (longer than the request timeout).
-pub const IN_FLIGHT_LEASE: TimeDelta = TimeDelta::seconds(120);
 /// How long keys are kept.
 pub const RETENTION: TimeDelta = TimeDelta::hours(25);
 
@@ -170,191 +47,529 @@ pub fn valid_key(key: &[u8]) -> bool {
     (1..=128).contains(&key.len()) && key.iter().all(|b| (0x20..=0x7e).contains(b))
 }
 
-#[derive(FromRow)]
-struct Stored {
-    fingerprint: String,
-    state: String,
-    status_code: Option<i64>,
-    body: Option<String>,
-    created_at: i64,
+fn is_mutation(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    )
 }
 
+/// Set once a request's write has been handed over for commit: from then on, its
+/// answer is its outcome (see [`crate::app`]'s deadline).
+#[derive(Debug, Clone, Default)]
+pub struct WriteStarted(Arc<AtomicBool>);
+
+impl WriteStarted {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The fingerprint of a keyed mutation (hex SHA-256 of method, path and body).
+#[derive(Debug, Clone)]
+struct Fingerprint(String);
+
+/// Hashes the body of mutations that carry a key (nothing is looked up or stored
+/// before the handler claims the key, once the caller is admitted). A request an
+/// admitted caller sent malformed (400) spends its key like any other answer, so
+/// that the key cannot then be used for another request.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match run(state, req, next).await {
+    if !is_mutation(req.method()) || !req.headers().contains_key(HEADER) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, state.config.max_body_bytes).await else {
+        return ApiError::payload_too_large().into_response();
+    };
+    let mut h = Sha256::new();
+    h.update(parts.method.as_str());
+    h.update(b"\n");
+    h.update(parts.uri.path());
+    h.update(b"\n");
+    h.update(&bytes);
+    let fingerprint = hex::encode(h.finalize());
+    parts.extensions.insert(Fingerprint(fingerprint.clone()));
+    let caller = parts.extensions.get::<Caller>().copied();
+    let key = parts.headers.get(HEADER).cloned();
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if res.status() != StatusCode::BAD_REQUEST || res.extensions().get::<KeyAnswered>().is_some() {
+        return res;
+    }
+    let (Some(key), Some(scope)) = (key, caller.and_then(scope_of)) else {
+        return res;
+    };
+    if !valid_key(key.as_bytes()) {
+        return res;
+    }
+    let claim = Claim {
+        scope,
+        key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+        fingerprint,
+    };
+    match spend_on_refusal(&state, claim, res).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiError> {
-    if !matches!(
-        *req.method(),
-        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
-    ) {
-        return Ok(next.run(req).await);
-    }
-    let Some(key) = req.headers().get(HEADER) else {
-        return Ok(next.run(req).await);
-    };
-    if !valid_key(key.as_bytes()) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key must be 1..=128 printable ASCII characters",
-        ));
-    }
-    let key = String::from_utf8_lossy(key.as_bytes()).into_owned();
-    let scope = caller_scope(&req);
-    let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::payload_too_large())?;
-    let fingerprint = {
-        let mut h = Sha256::new();
-        h.update(parts.method.as_str());
-        h.update(b"\n");
-        h.update(parts.uri.path());
-        h.update(b"\n");
-        h.update(&bytes);
-        hex::encode(h.finalize())
-    };
-
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let claimed = sqlx::query(
-        "insert into idempotency_keys (scope, idem_key, fingerprint, state, created_at)
-         values ($1, $2, $3, 'IN_PROGRESS', $4) on conflict (scope, idem_key) do nothing",
-    )
-    .bind(&scope)
-    .bind(&key)
-    .bind(&fingerprint)
-    .bind(to_millis(now))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
-        let stored: Stored = sqlx::query_as(
-            "select fingerprint, state, status_code, body, created_at from idempotency_keys
-             where scope = $1 and idem_key = $2",
-        )
-        .bind(&scope)
-        .bind(&key)
-        .fetch_one(&mut *tx)
-        .await?;
-        if stored.fingerprint != fingerprint {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was used for a different request",
-            ));
-        }
-        if stored.state == "DONE" {
-            return Ok(replay(stored));
-        }
-        let stale = stored.created_at < to_millis(now - IN_FLIGHT_LEASE);
-        if !stale {
-            return Err(ApiError::conflict(
-                "IDEMPOTENCY_KEY_IN_PROGRESS",
-                "a request with this Idempotency-Key is still in progress",
-            ));
-        }
-        tracing::warn!("taking over a stale idempotency claim");
-        sqlx::query(
-            "update idempotency_keys set created_at = $1 where scope = $2 and idem_key = $3",
-        )
-        .bind(to_millis(now))
-        .bind(&scope)
-        .bind(&key)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-
-    let mut guard = ReleaseOnDrop {
-        state: Some((state.clone(), scope.clone(), key.clone())),
-    };
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(Claim {
-        scope: scope.clone(),
-        key: key.clone(),
-    });
-    let res = next.run(req).await;
-    guard.disarm();
-    let (res_parts, res_body) = res.into_parts();
-    let body = match to_bytes(res_body, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => {
-            forget(&state, &scope, &key).await;
-            return Err(ApiError::internal(format!("reading the response: {e}")));
-        }
-    };
-    let status = res_parts.status;
-    let outcome = if res_parts.extensions.get::<AnswerStored>().is_some() {
-        // The handler stored it in its own transaction.
-        Ok(())
-    } else if status.is_server_error() {
-        // Not stored: a retry may run the request again.
-        forget(&state, &scope, &key).await;
-        Ok(())
-    } else {
-        store_answer(&state, &scope, &key, status, &body).await
-    };
-    if let Err(e) = outcome {
-        tracing::error!(error = %e, "could not store an idempotent answer");
-    }
-    Ok(Response::from_parts(res_parts, Body::from(body)))
-}
-
-async fn store_answer(
+/// Stores a 400 under its key, unless the key was used before: then 422 for another
+/// request, or the first answer.
+async fn spend_on_refusal(
     state: &AppState,
-    scope: &str,
-    key: &str,
-    status: StatusCode,
-    body: &[u8],
-) -> Result<(), sqlx::Error> {
-    let mut tx = state.db.begin().await?;
-    record(&mut tx, scope, key, status, body).await?;
-    tx.commit().await
+    claim: Claim,
+    res: Response,
+) -> Result<Response, ApiError> {
+    let (parts, body) = res.into_parts();
+    let body = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading an answer: {e}")))?;
+    let now = to_millis(state.clock.now());
+    let refusal = String::from_utf8_lossy(&body).into_owned();
+    let ours = claim.fingerprint.clone();
+    let (fingerprint, status, first): (String, i64, String) = state
+        .db
+        .transact(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "insert into idempotency_keys
+                         (scope, idem_key, fingerprint, state, status_code, body, created_at)
+                     values ($1, $2, $3, 'DONE', 400, $4, $5)
+                     on conflict (scope, idem_key) do nothing",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.fingerprint)
+                .bind(refusal)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query_as(
+                    "select fingerprint, status_code, body from idempotency_keys
+                     where scope = $1 and idem_key = $2",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .fetch_one(&mut *tx)
+                .await
+            })
+        })
+        .await?;
+    Ok(if fingerprint != ours {
+        reused().into_response()
+    } else if status == 400 && first.as_bytes() == body.as_ref() {
+        Response::from_parts(parts, Body::from(body))
+    } else {
+        replayed(Answer {
+            status: u16::try_from(status).unwrap_or(500),
+            body: first.into(),
+        })
+    })
 }
 
-async fn forget(state: &AppState, scope: &str, key: &str) {
-    let result = async {
-        let mut tx = state.db.begin().await?;
-        sqlx::query("delete from idempotency_keys where scope = $1 and idem_key = $2 and state = 'IN_PROGRESS'")
-            .bind(scope)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not release an idempotency claim");
+/// The scope of a caller's keys; none for anonymous callers.
+fn scope_of(caller: Caller) -> Option<String> {
+    match caller {
+        Caller::User(u) => Some(format!("user:{u}")),
+        Caller::Admin => Some("admin".to_string()),
+        Caller::Anonymous | Caller::Invalid => None,
     }
 }
 
-fn replay(stored: Stored) -> Response {
-    let status = stored
-        .status_code
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    let mut res = (status, stored.body.unwrap_or_default()).into_response();
-    let headers = res.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+/// Marks a response whose key was answered in the write's own commit.
+#[derive(Clone, Copy)]
+struct KeyAnswered;
+
+/// What a mutation's handler knows about its key before it claims it.
+pub struct Idempotency {
+    key: Option<HeaderValue>,
+    fingerprint: Option<String>,
+    started: WriteStarted,
+    in_flight: Arc<InFlight>,
+}
+
+impl FromRequestParts<AppState> for Idempotency {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Idempotency {
+            key: parts.headers.get(HEADER).cloned(),
+            fingerprint: parts.extensions.get::<Fingerprint>().map(|f| f.0.clone()),
+            started: parts
+                .extensions
+                .get::<WriteStarted>()
+                .cloned()
+                .unwrap_or_default(),
+            in_flight: state.in_flight.clone(),
+        })
+    }
+}
+
+/// A key claimed by this instance for a request in flight.
+pub struct Held {
+    claim: Claim,
+    _guard: InFlightGuard,
+}
+
+impl Idempotency {
+    /// Claims the request's key for `caller`, once the caller was admitted: `None`
+    /// without a key or for an anonymous caller; 400 for a malformed key; 409
+    /// `IDEMPOTENCY_KEY_IN_PROGRESS` while a request with it is in flight here (422
+    /// when that request is another one).
+    pub fn claim(&self, caller: Caller) -> Result<Option<Held>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let Some(scope) = scope_of(caller) else {
+            return Ok(None);
+        };
+        if !valid_key(key.as_bytes()) {
+            return Err(ApiError::invalid(
+                "Idempotency-Key must be 1..=128 printable ASCII characters",
+            ));
+        }
+        let claim = Claim {
+            scope,
+            key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+            fingerprint: self.fingerprint.clone().unwrap_or_default(),
+        };
+        let guard = self.in_flight.enter(&claim)?;
+        Ok(Some(Held {
+            claim,
+            _guard: guard,
+        }))
+    }
+
+    /// Marks the write as handed over for commit.
+    pub fn started(&self) -> &WriteStarted {
+        &self.started
+    }
+}
+
+/// Keys in flight on this instance, with their fingerprints.
+#[derive(Default)]
+pub struct InFlight {
+    shards: [Mutex<HashMap<(String, String), String>>; 16],
+}
+
+impl InFlight {
+    fn shard(&self, scope: &str, key: &str) -> &Mutex<HashMap<(String, String), String>> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (scope, key).hash(&mut h);
+        &self.shards[(h.finish() % 16) as usize]
+    }
+
+    fn enter(self: &Arc<Self>, claim: &Claim) -> Result<InFlightGuard, ApiError> {
+        let mut map = self
+            .shard(&claim.scope, &claim.key)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let id = (claim.scope.clone(), claim.key.clone());
+        if let Some(fingerprint) = map.get(&id) {
+            return Err(if *fingerprint == claim.fingerprint {
+                in_progress()
+            } else {
+                reused()
+            });
+        }
+        map.insert(id.clone(), claim.fingerprint.clone());
+        Ok(InFlightGuard {
+            set: self.clone(),
+            id,
+        })
+    }
+}
+
+/// Removes its key from [`InFlight`] when dropped: once the request's outcome is
+/// known (it travels with the job into the writer, so a client that goes away does
+/// not release it early).
+struct InFlightGuard {
+    set: Arc<InFlight>,
+    id: (String, String),
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.set
+            .shard(&self.id.0, &self.id.1)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "IDEMPOTENCY_KEY_IN_PROGRESS",
+        "a request with this Idempotency-Key is still in progress",
+    )
+}
+
+fn reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was used for a different request",
+    )
+}
+
+// ---- answers ----
+
+/// Renders a decision: success with `OK` and the value, a refusal with its error.
+pub fn render<const OK: u16>(decision: &Decision) -> Answer {
+    match decision {
+        Ok(done) => Answer {
+            status: OK,
+            body: Bytes::from(serde_json::to_vec(done).expect("answers serialize")),
+        },
+        Err(refused) => error_answer(&ApiError::from(refused)),
+    }
+}
+
+fn error_answer(e: &ApiError) -> Answer {
+    Answer {
+        status: e.status.as_u16(),
+        body: Bytes::from(
+            serde_json::to_vec(&crate::error::ErrorBody {
+                code: e.code.to_string(),
+                message: e.message.clone(),
+            })
+            .expect("errors serialize"),
+        ),
+    }
+}
+
+fn json_response(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        answer.body,
+    )
+        .into_response();
+    res.extensions_mut().insert(KeyAnswered);
     res
 }
 
-/// Keys live in the scope of who is asking (set by [`crate::auth::authenticate`]).
-fn caller_scope(req: &Request) -> String {
-    req.extensions()
-        .get::<crate::auth::Caller>()
-        .copied()
-        .unwrap_or(crate::auth::Caller::Anonymous)
-        .scope()
+fn replayed(answer: Answer) -> Response {
+    let mut res = json_response(answer);
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
+}
+
+/// 504 `OUTCOME_UNKNOWN`: the work may or may not have happened; a retry with the
+/// same key tells which. No `Retry-After`: it is not an invitation to send again
+/// without a key.
+pub fn outcome_unknown() -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "OUTCOME_UNKNOWN",
+        "the outcome of this request is not known yet; send it again with the same \
+         Idempotency-Key to learn it",
+    )
+}
+
+/// The response to a batched job's outcome.
+pub fn respond(outcome: Outcome, render: Render) -> Response {
+    match outcome {
+        Outcome::Decided {
+            decision, answer, ..
+        } => json_response(answer.unwrap_or_else(|| render(&decision))),
+        Outcome::Replayed(answer) => replayed(answer),
+        Outcome::KeyReused => reused().into_response(),
+        Outcome::RolledBack { transient: true } => ApiError::unavailable(
+            "UNAVAILABLE",
+            "the write could not be made now; nothing was applied, retry",
+        )
+        .into_response(),
+        Outcome::RolledBack { transient: false } => {
+            ApiError::internal("a batched write failed").into_response()
+        }
+        Outcome::Unknown => outcome_unknown().into_response(),
+    }
+}
+
+impl AppState {
+    /// Runs `work` in the write path with the request's key, and answers it.
+    pub async fn write(
+        &self,
+        idem: &Idempotency,
+        held: Option<Held>,
+        work: Work,
+        render: Render,
+    ) -> (Option<Decision>, Response) {
+        let (key, hold) = match held {
+            Some(h) => (
+                Some((h.claim, render)),
+                Some(Box::new(h._guard) as Box<dyn Send>),
+            ),
+            None => (None, None),
+        };
+        idem.started().mark();
+        let outcome = self.writer.submit(Job { work, key }, hold).await;
+        match outcome {
+            Outcome::Decided {
+                decision,
+                answer,
+                touched,
+            } => {
+                self.products_changed(touched).await;
+                let res = json_response(answer.unwrap_or_else(|| render(&decision)));
+                (Some(decision), res)
+            }
+            other => (None, respond(other, render)),
+        }
+    }
+}
+
+// ---- writes outside the batch ----
+
+/// The work of a write outside the batch: runs in the transaction it is given.
+pub type TxWork<T> =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, ApiError>> + Send>;
+
+/// Runs `work` in a transaction of its own, with the request's key in the same
+/// commit: a repeat of the key replays the stored answer; success answers `status`
+/// and the value. The transaction runs in a task of its own, so a client that goes
+/// away cannot cancel it halfway.
+pub async fn transact<T: Serialize + Send + 'static>(
+    state: &AppState,
+    idem: &Idempotency,
+    held: Option<Held>,
+    status: StatusCode,
+    work: TxWork<T>,
+) -> Result<(Option<T>, Response), ApiError> {
+    let db = state.db.clone();
+    let now_ms = to_millis(state.clock.now());
+    idem.started().mark();
+    let task = tokio::spawn(async move {
+        let claim = held.as_ref().map(|h| h.claim.clone());
+        let result = run_keyed(&db, claim.as_ref(), status, now_ms, work).await;
+        drop(held);
+        result
+    });
+    task.await
+        .map_err(|_| ApiError::internal("a write task panicked"))?
+}
+
+async fn run_keyed<T: Serialize>(
+    db: &crate::db::Db,
+    claim: Option<&Claim>,
+    status: StatusCode,
+    now_ms: i64,
+    work: TxWork<T>,
+) -> Result<(Option<T>, Response), ApiError> {
+    let mut tx = db.begin().await?;
+    if let Some(claim) = claim
+        && let Some(res) = stored_answer(&mut tx, claim).await?
+    {
+        return Ok((None, res));
+    }
+    let Some(claim) = claim else {
+        let value = work(&mut tx).await?;
+        tx.commit().await.map_err(commit_error)?;
+        let body = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+        return Ok((
+            Some(value),
+            json_response(Answer {
+                status: status.as_u16(),
+                body: body.into(),
+            }),
+        ));
+    };
+    sqlx::query("savepoint work").execute(&mut *tx).await?;
+    let (value, answer) = match work(&mut tx).await {
+        Ok(value) => {
+            let body = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+            (
+                Some(value),
+                Answer {
+                    status: status.as_u16(),
+                    body: body.into(),
+                },
+            )
+        }
+        Err(e) if e.status.is_server_error() => return Err(e),
+        Err(refusal) => {
+            sqlx::query("rollback to savepoint work")
+                .execute(&mut *tx)
+                .await?;
+            (None, error_answer(&refusal))
+        }
+    };
+    let stored = sqlx::query(
+        "insert into idempotency_keys (scope, idem_key, fingerprint, state, status_code, body, created_at)
+         values ($1, $2, $3, 'DONE', $4, $5, $6)",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .bind(&claim.fingerprint)
+    .bind(i64::from(answer.status))
+    .bind(String::from_utf8_lossy(&answer.body).into_owned())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await;
+    match stored {
+        Ok(_) => {}
+        // Another instance answered the same key first: replay its answer.
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            drop(tx);
+            let mut tx = db.begin().await?;
+            return match stored_answer(&mut tx, claim).await? {
+                Some(res) => Ok((None, res)),
+                None => Err(in_progress()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await.map_err(commit_error)?;
+    Ok((value, json_response(answer)))
+}
+
+fn commit_error(e: sqlx::Error) -> ApiError {
+    match e {
+        sqlx::Error::Database(_) => e.into(),
+        other => {
+            tracing::error!(error = %other, "a commit got no answer");
+            outcome_unknown()
+        }
+    }
+}
+
+/// The answer stored under `claim`'s key: a replay, or 422 for another request.
+async fn stored_answer(
+    conn: &mut AnyConnection,
+    claim: &Claim,
+) -> Result<Option<Response>, ApiError> {
+    let row: Option<(String, i64, String)> = sqlx::query_as(
+        "select fingerprint, status_code, body from idempotency_keys where scope = $1 and idem_key = $2",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(fingerprint, status, body)| {
+        if fingerprint == claim.fingerprint {
+            replayed(Answer {
+                status: u16::try_from(status).unwrap_or(500),
+                body: body.into(),
+            })
+        } else {
+            reused().into_response()
+        }
+    }))
 }
 
 /// Deletes keys older than [`RETENTION`]. Returns how many.
@@ -362,14 +577,19 @@ pub async fn purge_expired(
     db: &crate::db::Db,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let n = sqlx::query("delete from idempotency_keys where created_at < $1")
-        .bind(to_millis(now - RETENTION))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    Ok(n)
+    let db = db.clone();
+    tokio::spawn(async move {
+        let mut tx = db.begin().await?;
+        let n = sqlx::query("delete from idempotency_keys where created_at < $1")
+            .bind(to_millis(now - RETENTION))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    })
+    .await
+    .map_err(|_| sqlx::Error::WorkerCrashed)?
 }
 
 #[cfg(test)]

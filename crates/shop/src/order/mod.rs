@@ -1,17 +1,15 @@
 //! Orders. Placing an order holds its stock and coupon at once, all or nothing;
 //! paying takes the final amount from the balance at most once; cancelling or expiring
-//! gives back what the order held (and refunds a paid one). Each step is one
-//! transaction whose state change is a guarded update
-//! (`set status = 'PAID' where status = 'PENDING'`), so racing requests cannot both
-//! win, and paying or cancelling writes its outbox event in the same transaction.
+//! gives back what the order held (and refunds a paid one). The rules live in
+//! [`crate::batch::rules`], decided in memory by the one write path, which writes
+//! each change with its ledger entry and outbox event in one commit.
 
 pub mod routes;
-pub mod service;
 pub mod store;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,6 +48,59 @@ impl OrderStatus {
     }
 }
 
+/// One requested line.
+#[derive(Debug, Clone, Copy)]
+pub struct Line {
+    pub product: ProductId,
+    pub quantity: i64,
+}
+
+/// A validated order request.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    pub user: UserId,
+    pub lines: Vec<Line>,
+    pub user_coupon: Option<UserCouponId>,
+    pub pay: bool,
+}
+
+/// Limits from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRules {
+    pub max_items: usize,
+    pub max_quantity: i64,
+    pub ttl: TimeDelta,
+}
+
+/// Checks the shape of a request: 1..=max items, quantities 1..=max, positive ids.
+pub fn validate_lines(lines: &[Line], rules: OrderRules) -> Result<(), OrderError> {
+    if lines.is_empty() || lines.len() > rules.max_items {
+        return Err(OrderError::Invalid(format!(
+            "an order has 1..={} items",
+            rules.max_items
+        )));
+    }
+    for line in lines {
+        if line.product.0 <= 0 {
+            return Err(OrderError::Invalid(
+                "productId must be a positive id".into(),
+            ));
+        }
+        if !(1..=rules.max_quantity).contains(&line.quantity) {
+            return Err(OrderError::Invalid(format!(
+                "quantity must be 1..={}",
+                rules.max_quantity
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Demand summed per product, in product-id order.
+pub fn demand(lines: &[Line]) -> BTreeMap<ProductId, i64> {
+    per_product(lines.iter().map(|l| (l.product, l.quantity)))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
@@ -85,8 +136,7 @@ pub struct Order {
 }
 
 impl Order {
-    /// Units per product, in product-id order (every flow locks product rows in this
-    /// order, so two transactions cannot deadlock on PostgreSQL).
+    /// Units per product, in product-id order.
     pub fn quantities(&self) -> BTreeMap<ProductId, i64> {
         per_product(self.items.iter().map(|i| (i.product_id, i.quantity)))
     }
@@ -139,18 +189,26 @@ impl From<BalanceError> for OrderError {
 
 impl From<OrderError> for ApiError {
     fn from(err: OrderError) -> Self {
-        let msg = err.to_string();
         match err {
-            OrderError::NotFound(_) => ApiError::not_found("ORDER_NOT_FOUND", msg),
-            OrderError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
-            OrderError::ProductNotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", msg),
-            OrderError::InsufficientStock(_) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
-            OrderError::CouponNotUsable(_) => ApiError::conflict("COUPON_NOT_USABLE", msg),
-            OrderError::InsufficientBalance => ApiError::conflict("INSUFFICIENT_BALANCE", msg),
-            OrderError::NotPayable(_) => ApiError::conflict("ORDER_NOT_PAYABLE", msg),
-            OrderError::NotCancellable(_) => ApiError::conflict("ORDER_NOT_CANCELLABLE", msg),
-            OrderError::Invalid(_) => ApiError::invalid(msg),
             OrderError::Db(e) => e.into(),
+            other => refusal(&other),
         }
+    }
+}
+
+/// The answer to a refused order request.
+pub fn refusal(err: &OrderError) -> ApiError {
+    let msg = err.to_string();
+    match err {
+        OrderError::NotFound(_) => ApiError::not_found("ORDER_NOT_FOUND", msg),
+        OrderError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
+        OrderError::ProductNotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", msg),
+        OrderError::InsufficientStock(_) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
+        OrderError::CouponNotUsable(_) => ApiError::conflict("COUPON_NOT_USABLE", msg),
+        OrderError::InsufficientBalance => ApiError::conflict("INSUFFICIENT_BALANCE", msg),
+        OrderError::NotPayable(_) => ApiError::conflict("ORDER_NOT_PAYABLE", msg),
+        OrderError::NotCancellable(_) => ApiError::conflict("ORDER_NOT_CANCELLABLE", msg),
+        OrderError::Invalid(_) => ApiError::invalid(msg),
+        OrderError::Db(e) => ApiError::internal(e),
     }
 }

@@ -2,22 +2,19 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::service::{self, Line, OrderRules, PlaceOrder};
-use super::{Order, OrderError, store};
+use super::{Line, Order, OrderError, OrderRules, OrderStatus, PlaceOrder, store};
 use crate::app::AppState;
-use crate::auth::{Authenticated, Caller, OwnUser};
-use crate::batch::Job;
+use crate::auth::{Authenticated, OwnUser};
+use crate::batch::{Done, Work};
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::idempotency::{Idempotency, respond};
+use crate::http::idempotency::{Idempotency, render};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
 use axum::response::Response;
-use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -56,12 +53,7 @@ pub struct PlaceOrderRequest {
 
 impl AppState {
     pub fn order_rules(&self) -> OrderRules {
-        OrderRules {
-            max_items: self.config.max_order_items,
-            max_quantity: self.config.max_item_quantity,
-            ttl: chrono::TimeDelta::from_std(self.config.order_ttl())
-                .unwrap_or(chrono::TimeDelta::minutes(5)),
-        }
+        self.config.order_rules()
     }
 }
 
@@ -95,27 +87,20 @@ pub async fn place(
         user_coupon: req.user_coupon_id.map(UserCouponId),
         pay: req.pay,
     };
-    let rules = state.order_rules();
-    service::validate_lines(&place.lines, rules)?;
-    let (clock, place) = (state.clock.clone(), Arc::new(place));
-    let job: Job = Arc::new(move |conn| {
-        let (idem, clock, place) = (idem.clone(), clock.clone(), place.clone());
-        Box::pin(async move {
-            let order = service::place(conn, &place, rules, clock.now()).await?;
-            let products = order.items.iter().map(|i| i.product_id).collect();
-            idem.answer(conn, StatusCode::CREATED, &order, products)
-                .await
-        })
-    });
-    let done = state.batcher.run(job).await?;
-    state.products_changed(done.products.iter().copied()).await;
-    if req.pay {
+    super::validate_lines(&place.lines, state.order_rules())?;
+    let held = idem.claim(caller)?;
+    let (decision, res) = state
+        .write(&idem, held, Work::Place(place), render::<201>)
+        .await;
+    if let Some(Ok(Done::Order(order))) = &decision
+        && order.status == OrderStatus::Paid
+    {
         metrics::counter!("shop_orders_paid_total").increment(1);
     }
-    Ok(respond(done))
+    Ok(res)
 }
 
-/// An order.
+/// An order of the caller's (someone else's answers 404, as a missing one does).
 #[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
@@ -124,26 +109,20 @@ pub async fn detail(
     State(state): State<AppState>,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<axum::Json<Order>> {
+    let user = caller.user()?;
     let mut conn = state.db.read().acquire().await?;
     let order = store::get(&mut conn, id).await?;
-    caller.require_user(order.user_id)?;
-    Ok(axum::Json(order))
-}
-
-/// 404 for an order that does not exist, 403 for someone else's: an order's owner
-/// never changes, so a read decides before the work is queued.
-async fn require_owner(state: &AppState, caller: Caller, id: OrderId) -> ApiResult<()> {
-    match store::owner(state.db.read(), id).await? {
-        None => Err(OrderError::NotFound(id).into()),
-        Some(owner) => caller.require_user(owner),
+    if order.user_id != user {
+        return Err(OrderError::NotFound(id).into());
     }
+    Ok(axum::Json(order))
 }
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now PAID"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
 pub async fn pay(
     Authenticated(caller): Authenticated,
@@ -151,18 +130,17 @@ pub async fn pay(
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
-    require_owner(&state, caller, id).await?;
-    let clock = state.clock.clone();
-    let job: Job = Arc::new(move |conn| {
-        let (idem, clock) = (idem.clone(), clock.clone());
-        Box::pin(async move {
-            let order = service::pay(conn, id, clock.now()).await?;
-            idem.answer(conn, StatusCode::OK, &order, Vec::new()).await
-        })
-    });
-    let done = state.batcher.run(job).await?;
-    metrics::counter!("shop_orders_paid_total").increment(1);
-    Ok(respond(done))
+    let user = caller.user()?;
+    let held = idem.claim(caller)?;
+    let work = Work::Pay {
+        order: id,
+        caller: user,
+    };
+    let (decision, res) = state.write(&idem, held, work, render::<200>).await;
+    if let Some(Ok(_)) = decision {
+        metrics::counter!("shop_orders_paid_total").increment(1);
+    }
+    Ok(res)
 }
 
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
@@ -171,7 +149,7 @@ pub async fn pay(
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
 pub async fn cancel(
     Authenticated(caller): Authenticated,
@@ -179,19 +157,13 @@ pub async fn cancel(
     idem: Idempotency,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Response> {
-    require_owner(&state, caller, id).await?;
-    let clock = state.clock.clone();
-    let job: Job = Arc::new(move |conn| {
-        let (idem, clock) = (idem.clone(), clock.clone());
-        Box::pin(async move {
-            let order = service::cancel(conn, id, clock.now()).await?;
-            let products = order.items.iter().map(|i| i.product_id).collect();
-            idem.answer(conn, StatusCode::OK, &order, products).await
-        })
-    });
-    let done = state.batcher.run(job).await?;
-    state.products_changed(done.products.iter().copied()).await;
-    Ok(respond(done))
+    let user = caller.user()?;
+    let held = idem.claim(caller)?;
+    let work = Work::Cancel {
+        order: id,
+        caller: user,
+    };
+    Ok(state.write(&idem, held, work, render::<200>).await.1)
 }
 
 /// A user's orders, newest first.

@@ -28,11 +28,9 @@ pub const PARTITIONS: i64 = 16;
 pub(crate) const LOCK_CLASS: i32 = 0x5348_4f50; // "SHOP"
 
 /// Retry delay after `attempts` failures: exponential from 1 s, capped at `cap`, with
-/// "equal jitter" (half fixed, half random) so retries from many events spread.
+/// jitter (see [`crate::retry::backoff`]).
 pub fn backoff(attempts: i64, cap: Duration) -> Duration {
-    let exp = 1_000u64.saturating_mul(1u64 << attempts.clamp(0, 20));
-    let capped = exp.min(cap.as_millis().max(2) as u64);
-    Duration::from_millis(capped / 2 + fastrand::u64(0..=capped / 2))
+    crate::retry::backoff(attempts, Duration::from_secs(1), cap)
 }
 
 pub struct Relay {
@@ -185,21 +183,5 @@ impl Relay {
             return Ok(0);
         }
         Ok(sent.len())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::backoff;
-
-    #[test]
-    fn backoff_grows_and_is_capped_with_jitter() {
-        for attempts in 0..40 {
-            let d = backoff(attempts, Duration::from_secs(300)).as_millis() as u64;
-            let full = (1_000u64 << attempts.min(20)).min(300_000);
-            assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d}");
-        }
     }
 }

@@ -11,9 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::store;
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::clock::{from_millis, to_millis};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::Idempotency;
+use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Page, Paging, PagingParams, Query};
 
 pub fn router() -> Router<AppState> {
@@ -112,11 +113,21 @@ pub async fn list(
 /// Put every parked event back in line for delivery now (admin).
 #[utoipa::path(post, path = "/api/v1/admin/events/retry", tag = "admin",
     responses((status = 200, body = Retried)))]
-pub async fn retry_all(State(state): State<AppState>, idem: Idempotency) -> ApiResult<Response> {
-    let mut tx = state.db.begin().await?;
-    let retried = store::retry(&mut tx, None, to_millis(state.clock.now())).await?;
-    idem.commit_json(tx, StatusCode::OK, &Retried { retried })
-        .await
+pub async fn retry_all(
+    caller: Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+) -> ApiResult<Response> {
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Retried> = Box::new(move |tx| {
+        Box::pin(async move {
+            let retried = store::retry(tx, None, now).await?;
+            Ok(Retried { retried })
+        })
+    });
+    let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    Ok(res)
 }
 
 /// Put one undelivered event back in line for delivery now (admin).
@@ -125,20 +136,26 @@ pub async fn retry_all(State(state): State<AppState>, idem: Idempotency) -> ApiR
     responses((status = 200, body = Retried), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "EVENT_NOT_FOUND: unknown or already delivered")))]
 pub async fn retry_one(
+    caller: Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Response> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::invalid("eventId must be a UUID"))?;
-    let mut tx = state.db.begin().await?;
-    let retried =
-        store::retry(&mut tx, Some(&id.to_string()), to_millis(state.clock.now())).await?;
-    if retried == 0 {
-        return Err(ApiError::not_found(
-            "EVENT_NOT_FOUND",
-            "no undelivered event with this id",
-        ));
-    }
-    idem.commit_json(tx, StatusCode::OK, &Retried { retried })
-        .await
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Retried> = Box::new(move |tx| {
+        Box::pin(async move {
+            let retried = store::retry(tx, Some(&id.to_string()), now).await?;
+            if retried == 0 {
+                return Err(ApiError::not_found(
+                    "EVENT_NOT_FOUND",
+                    "no undelivered event with this id",
+                ));
+            }
+            Ok(Retried { retried })
+        })
+    });
+    let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    Ok(res)
 }

@@ -42,15 +42,19 @@ pub enum ProductError {
 impl From<ProductError> for ApiError {
     fn from(err: ProductError) -> Self {
         match err {
-            e @ ProductError::NotFound(_) => {
-                ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string())
-            }
-            e @ ProductError::StockBelowZero => {
-                ApiError::conflict("STOCK_BELOW_ZERO", e.to_string())
-            }
-            e @ ProductError::StockTooHigh => ApiError::invalid(e.to_string()),
             ProductError::Db(e) => e.into(),
+            other => refusal(&other),
         }
+    }
+}
+
+/// The answer to a refused product request.
+pub fn refusal(err: &ProductError) -> ApiError {
+    match err {
+        e @ ProductError::NotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string()),
+        e @ ProductError::StockBelowZero => ApiError::conflict("STOCK_BELOW_ZERO", e.to_string()),
+        e @ ProductError::StockTooHigh => ApiError::invalid(e.to_string()),
+        ProductError::Db(e) => ApiError::internal(e),
     }
 }
 

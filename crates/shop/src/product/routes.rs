@@ -10,9 +10,11 @@ use utoipa::ToSchema;
 
 use super::{MAX_STOCK, Product, store, validate_name, validate_price};
 use crate::app::AppState;
+use crate::auth::Caller;
+use crate::batch::Work;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::idempotency::Idempotency;
+use crate::http::idempotency::{self, Idempotency, TxWork, render};
 use crate::http::{Json, Page, Paging, PagingParams, PathId};
 use crate::ids::ProductId;
 use axum::response::{IntoResponse, Response};
@@ -107,6 +109,7 @@ pub async fn detail(
     request_body = CreateProductRequest,
     responses((status = 201, body = Product), (status = 400, body = ErrorBody)))]
 pub async fn create(
+    caller: Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<CreateProductRequest>,
@@ -116,16 +119,13 @@ pub async fn create(
     if !(0..=MAX_STOCK).contains(&req.stock) {
         return Err(ApiError::invalid(format!("stock must be 0..={MAX_STOCK}")));
     }
-    let mut tx = state.db.begin().await?;
-    let product = store::create(
-        &mut tx,
-        &name,
-        price,
-        req.stock,
-        to_millis(state.clock.now()),
-    )
-    .await?;
-    idem.commit_json(tx, StatusCode::CREATED, &product).await
+    let held = idem.claim(caller)?;
+    let (stock, now) = (req.stock, to_millis(state.clock.now()));
+    let work: TxWork<Product> = Box::new(move |tx| {
+        Box::pin(async move { Ok(store::create(tx, &name, price, stock, now).await?) })
+    });
+    let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::CREATED, work).await?;
+    Ok(res)
 }
 
 /// Rename and/or reprice a product (admin). Placed orders keep their prices.
@@ -134,6 +134,7 @@ pub async fn create(
     params(("productId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
+    caller: Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     PathId(id): PathId<ProductId>,
@@ -141,17 +142,15 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let name = req.name.as_deref().map(validate_name).transpose()?;
     let price = req.price.map(validate_price).transpose()?;
-    let mut tx = state.db.begin().await?;
-    let product = store::update(
-        &mut tx,
-        id,
-        name.as_deref(),
-        price,
-        to_millis(state.clock.now()),
-    )
-    .await?;
-    let res = idem.commit_json(tx, StatusCode::OK, &product).await?;
-    state.products_changed([id]).await;
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Product> = Box::new(move |tx| {
+        Box::pin(async move { Ok(store::update(tx, id, name.as_deref(), price, now).await?) })
+    });
+    let (changed, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    if changed.is_some() {
+        state.products_changed([id]).await;
+    }
     Ok(res)
 }
 
@@ -162,6 +161,7 @@ pub async fn update(
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
+    caller: Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     PathId(id): PathId<ProductId>,
@@ -172,9 +172,10 @@ pub async fn adjust_stock(
             "delta must be non-zero and within ±{MAX_STOCK}"
         )));
     }
-    let mut tx = state.db.begin().await?;
-    let product = store::adjust_stock(&mut tx, id, req.delta, to_millis(state.clock.now())).await?;
-    let res = idem.commit_json(tx, StatusCode::OK, &product).await?;
-    state.products_changed([id]).await;
-    Ok(res)
+    let held = idem.claim(caller)?;
+    let work = Work::AdjustStock {
+        product: id,
+        delta: req.delta,
+    };
+    Ok(state.write(&idem, held, work, render::<200>).await.1)
 }

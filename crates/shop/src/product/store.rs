@@ -2,7 +2,7 @@
 
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::{MAX_STOCK, Product, ProductError};
+use super::{Product, ProductError};
 use crate::http::Paging;
 use crate::ids::ProductId;
 use crate::money::Won;
@@ -91,67 +91,4 @@ pub async fn update(
     .fetch_optional(conn)
     .await?
     .ok_or(ProductError::NotFound(id))
-}
-
-/// Adds `delta` (negative to remove) to the stock, never below zero.
-pub async fn adjust_stock(
-    conn: &mut AnyConnection,
-    id: ProductId,
-    delta: i64,
-    now_ms: i64,
-) -> Result<Product, ProductError> {
-    let product: Option<Product> = sqlx::query_as(&format!(
-        "update products set stock = stock + $1, updated_at = $2
-         where id = $3 and stock + $1 >= 0 and stock + $1 <= $4 returning {COLUMNS}"
-    ))
-    .bind(delta)
-    .bind(now_ms)
-    .bind(id.0)
-    .bind(MAX_STOCK)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match product {
-        Some(p) => {
-            record_adjustment(conn, id, delta, now_ms).await?;
-            Ok(p)
-        }
-        None => {
-            let current = get(&mut *conn, id).await?;
-            Err(if current.stock + delta < 0 {
-                ProductError::StockBelowZero
-            } else {
-                ProductError::StockTooHigh
-            })
-        }
-    }
-}
-
-/// Holds `quantity` units for an order. `Ok(None)`: not enough stock (or no such
-/// product; the caller tells which). Returns the product as it was priced.
-pub async fn take_stock(
-    conn: &mut AnyConnection,
-    id: ProductId,
-    quantity: i64,
-) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "update products set stock = stock - $1 where id = $2 and stock >= $1 returning {COLUMNS}"
-    ))
-    .bind(quantity)
-    .bind(id.0)
-    .fetch_optional(conn)
-    .await
-}
-
-/// Returns `quantity` units (an order released them).
-pub async fn return_stock(
-    conn: &mut AnyConnection,
-    id: ProductId,
-    quantity: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update products set stock = stock + $1 where id = $2")
-        .bind(quantity)
-        .bind(id.0)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -82,6 +82,7 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
         "select cast(coalesce(sum(stock), 0) as bigint) from products",
         "select count(*) from coupons",
         "select count(*) from outbox_events",
+        "select count(*) from idempotency_keys",
     ] {
         out.push(app.scalar(sql).await);
     }
@@ -93,6 +94,9 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
 enum Access {
     Public,
     OwnerOnly,
+    /// The owner's only, reached by its own sequential id (an order): another user
+    /// is told 404, as for a missing one, so ids cannot be probed.
+    OwnerById,
     AdminOnly,
 }
 
@@ -100,7 +104,10 @@ fn expected(access: Access, who: As, success: StatusCode) -> StatusCode {
     match (access, who) {
         (Access::Public, _) => success,
         (_, As::Nobody | As::BadToken) => StatusCode::UNAUTHORIZED,
-        (Access::OwnerOnly, As::Owner) | (Access::AdminOnly, As::Admin) => success,
+        (Access::OwnerOnly | Access::OwnerById, As::Owner) | (Access::AdminOnly, As::Admin) => {
+            success
+        }
+        (Access::OwnerById, As::OtherUser) => StatusCode::NOT_FOUND,
         _ => StatusCode::FORBIDDEN,
     }
 }
@@ -216,21 +223,21 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
             Method::GET,
             format!("/api/v1/orders/{pending}"),
             None,
-            Access::OwnerOnly,
+            Access::OwnerById,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/orders/{pending}/payment"),
             None,
-            Access::OwnerOnly,
+            Access::OwnerById,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/orders/{paid}/cancel"),
             None,
-            Access::OwnerOnly,
+            Access::OwnerById,
             StatusCode::OK,
         ),
         (
@@ -304,6 +311,9 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
                     assert_eq!(answer["code"], "UNAUTHENTICATED", "{answer}")
                 }
                 StatusCode::FORBIDDEN => assert_eq!(answer["code"], "FORBIDDEN", "{answer}"),
+                StatusCode::NOT_FOUND if want != *success => {
+                    assert_eq!(answer["code"], "ORDER_NOT_FOUND", "{answer}")
+                }
                 _ => {}
             }
             if want != *success {

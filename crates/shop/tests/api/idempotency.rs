@@ -126,25 +126,31 @@ async fn a_charge_replayed_three_times_is_applied_once(#[case] backend: Backend)
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn creating_a_user_replayed_answers_the_same_201_and_creates_one_user(
-    #[case] backend: Backend,
-) {
+async fn a_signup_key_never_hands_one_strangers_token_to_another(#[case] backend: Backend) {
+    // Two strangers (no token, or a forged one) send the same key and body: each gets
+    // an account of their own, and no answer (with its token) is stored to replay.
     let app = spawn_app(backend).await;
-    let first = post(&app, "/api/v1/users", r#"{"name": "kim"}"#, "user-1").await;
-    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
-    let again = post(&app, "/api/v1/users", r#"{"name": "kim"}"#, "user-1").await;
-    assert_eq!(again, first);
-    assert_eq!(app.scalar("select count(*) from users").await, 1);
-    // the same through the shared helper
-    let first = app
-        .post_with_key("/api/v1/users", json!({ "name": "lee" }), "user-2")
+    let (status, first) = app
+        .post_with_key("/api/v1/users", json!({ "name": "kim" }), "signup-kim")
         .await;
-    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
-    let again = app
-        .post_with_key("/api/v1/users", json!({ "name": "lee" }), "user-2")
-        .await;
-    assert_eq!(again, first);
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let res = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .bearer_auth("7.forged")
+        .header("Idempotency-Key", "signup-kim")
+        .header("content-type", "application/json")
+        .body(r#"{"name": "kim"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let second: Value = res.json().await.expect("JSON");
+    assert_ne!(second["id"], first["id"]);
+    assert_ne!(second["token"], first["token"]);
     assert_eq!(app.scalar("select count(*) from users").await, 2);
+    assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
 }
 
 #[rstest]

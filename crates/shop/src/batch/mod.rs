@@ -1,0 +1,350 @@
+//! The write path. Money, stock, coupons and orders change only here. Routes queue
+//! typed jobs; a writer task takes every job waiting (up to `SHOP_BATCH_MAX`) and
+//!
+//! 1. reads every row the batch touches with one statement per table ([`sql::load`];
+//!    `FOR UPDATE` in one global order on PostgreSQL),
+//! 2. decides the jobs one after another in memory ([`rules::decide`], no I/O): job k
+//!    sees what the jobs before it did, a refused job changes nothing,
+//! 3. writes the outcome with one statement per table ([`sql::write`]), commits once,
+//!    and only then answers each job.
+//!
+//! Idempotency keys are rows of the same batch: a keyed job's stored answer is read
+//! in step 1 (a repeat is replayed, a reused key refused) and its answer is written in
+//! step 3, in the commit that does the work, so "done" and "answered" are one fact.
+//! The writer knows no HTTP: a job's result is a domain value or a domain error, and
+//! the route hands in the function ([`Render`]) that turns it into the stored answer.
+//!
+//! A batch that fails as a whole is rolled back. A transient failure (a deadlock, a
+//! lost connection, a busy database) runs it again after a backoff with jitter; any
+//! other failure runs it again split in halves, down to one job, so one bad job
+//! cannot fail the innocent ones. Jobs run in the writer task, so a client that goes
+//! away cannot cancel a transaction halfway.
+
+pub mod rules;
+pub mod sql;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+pub use rules::{Decision, Done, Refused, Rules, Work};
+
+use crate::clock::{Clock, to_millis};
+use crate::db::{Backend, Db};
+use crate::ids::ProductId;
+
+/// An answer as a client receives it: what is stored under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Turns a decision into the answer a client gets. Given by the route, so the writer
+/// stores answers without knowing HTTP.
+pub type Render = fn(&Decision) -> Answer;
+
+/// An idempotency key claimed by a job: its scope (the caller), the key, and the
+/// request's fingerprint (hex SHA-256 of method, path and body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A job and, when its request carried a key, the key and how to render the answer.
+pub struct Job {
+    pub work: Work,
+    pub key: Option<(Claim, Render)>,
+}
+
+/// What became of a job.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Decided and committed (a refusal commits its stored answer, nothing else).
+    /// `answer` is the rendered answer when the job was keyed.
+    Decided {
+        decision: Decision,
+        answer: Option<Answer>,
+        /// Products whose stock the job moved.
+        touched: Vec<ProductId>,
+    },
+    /// The key was used before with the same request: its first answer.
+    Replayed(Answer),
+    /// The key was used before with another request.
+    KeyReused,
+    /// Nothing of the job was applied: the batch failed (`transient`: a retry may
+    /// succeed).
+    RolledBack { transient: bool },
+    /// The commit's outcome is unknown (the connection broke during it).
+    Unknown,
+}
+
+struct Ticket {
+    job: Job,
+    reply: oneshot::Sender<Outcome>,
+    /// Dropped after the job's outcome is known (an idempotency key held in flight).
+    _hold: Option<Box<dyn Send>>,
+}
+
+/// The queue of the writer tasks.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Ticket>,
+}
+
+/// How many times a batch runs again after a transient failure.
+const RETRIES: u32 = 4;
+
+impl Writer {
+    /// Starts `writers` writer tasks sharing one queue (one on SQLite, which has one
+    /// writer; several on PostgreSQL, whose batches run side by side). A `max_batch`
+    /// of 1 turns group commit off (one transaction per job).
+    pub fn start(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        rules: Rules,
+        max_batch: usize,
+        writers: usize,
+    ) -> Writer {
+        let (queue, rx) = mpsc::channel(16_384);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(
+                db.clone(),
+                clock.clone(),
+                rules,
+                rx.clone(),
+                max_batch.max(1),
+            ));
+        }
+        Writer { queue }
+    }
+
+    /// Queues `job` and waits for its outcome. `hold` is dropped once the outcome is
+    /// known, even if the caller has stopped waiting.
+    pub async fn submit(&self, job: Job, hold: Option<Box<dyn Send>>) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let ticket = Ticket {
+            job,
+            reply,
+            _hold: hold,
+        };
+        if self.queue.send(ticket).await.is_err() {
+            tracing::error!("the writer tasks have stopped");
+            return Outcome::RolledBack { transient: false };
+        }
+        answer.await.unwrap_or_else(|_| {
+            tracing::error!("a writer task dropped a job");
+            Outcome::Unknown
+        })
+    }
+}
+
+async fn writer(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    rules: Rules,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Ticket>>>,
+    max_batch: usize,
+) {
+    loop {
+        // Take what is waiting (at least one job), then let go of the queue so that
+        // another writer can take the next batch while this one runs.
+        let tickets = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut tickets = vec![first];
+            while tickets.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(next) => tickets.push(next),
+                    Err(_) => break,
+                }
+            }
+            tickets
+        };
+        let started = Instant::now();
+        let jobs: Vec<&Job> = tickets.iter().map(|t| &t.job).collect();
+        let outcomes = run(&db, &rules, clock.now(), &jobs).await;
+        metrics::histogram!("shop_batch_size").record(tickets.len() as f64);
+        metrics::histogram!("shop_batch_seconds").record(started.elapsed().as_secs_f64());
+        for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
+            metrics::counter!("shop_batch_jobs_total", "kind" => ticket.job.work.kind())
+                .increment(1);
+            let _ = ticket.reply.send(outcome);
+        }
+    }
+}
+
+/// Why a batch did not commit.
+enum Failure {
+    /// Rolled back before or at the commit: nothing was applied.
+    Aborted(sqlx::Error),
+    /// The commit was sent and no answer came back.
+    Unknown(sqlx::Error),
+}
+
+/// Runs `jobs` as one batch at `now`, again after transient failures, split in halves
+/// after others (or after too many retries); returns each job's outcome, in order.
+pub async fn run(
+    db: &Db,
+    rules: &Rules,
+    now: chrono::DateTime<chrono::Utc>,
+    jobs: &[&Job],
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
+    // Ranges still to run, the next on top.
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..jobs.len());
+    while let Some(range) = pending.pop() {
+        let mut attempt = 0;
+        loop {
+            match apply(db, rules, now, &jobs[range.clone()]).await {
+                Ok(done) => {
+                    for (slot, outcome) in outcomes[range.clone()].iter_mut().zip(done) {
+                        *slot = Some(outcome);
+                    }
+                    break;
+                }
+                Err(Failure::Unknown(e)) => {
+                    tracing::error!(error = %e, jobs = range.len(), "a batch's commit got no answer: its outcome is unknown");
+                    for slot in &mut outcomes[range.clone()] {
+                        *slot = Some(Outcome::Unknown);
+                    }
+                    break;
+                }
+                Err(Failure::Aborted(e)) => {
+                    // A unique key taken by a concurrent batch (another instance
+                    // storing the same idempotency key) is settled by reading again.
+                    let transient = crate::db::is_transient(&e);
+                    if (transient || crate::db::is_unique_violation(&e)) && attempt < RETRIES {
+                        attempt += 1;
+                        metrics::counter!("shop_batch_retries_total").increment(1);
+                        tracing::info!(error = %e, attempt, "a batch failed for a passing reason; running it again");
+                        tokio::time::sleep(crate::retry::backoff(
+                            attempt.into(),
+                            Duration::from_millis(5),
+                            Duration::from_millis(200),
+                        ))
+                        .await;
+                        continue;
+                    }
+                    if range.len() > 1 {
+                        metrics::counter!("shop_batch_splits_total").increment(1);
+                        tracing::warn!(error = %e, jobs = range.len(), "a batch failed; running it again in halves");
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                        break;
+                    }
+                    tracing::error!(error = %e, jobs = range.len(), "a write failed and was rolled back");
+                    for slot in &mut outcomes[range.clone()] {
+                        *slot = Some(Outcome::RolledBack { transient });
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect()
+}
+
+/// One attempt at a batch: read, decide, write, commit.
+async fn apply(
+    db: &Db,
+    rules: &Rules,
+    now: chrono::DateTime<chrono::Utc>,
+    jobs: &[&Job],
+) -> Result<Vec<Outcome>, Failure> {
+    let now_ms = to_millis(now);
+    let backend = db.backend;
+    let mut tx = db.begin().await.map_err(Failure::Aborted)?;
+    let works: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
+    let keys: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter_map(|j| j.key.as_ref())
+        .map(|(c, _)| (c.scope.as_str(), c.key.as_str()))
+        .collect();
+    let (mut state, mut stored) = sql::load(&mut tx, backend, &works, &keys, now_ms)
+        .await
+        .map_err(Failure::Aborted)?;
+    let mut new_keys = Vec::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some((claim, _)) = &job.key
+            && let Some(first) = stored.get(&(claim.scope.clone(), claim.key.clone()))
+        {
+            outcomes.push(if first.fingerprint == claim.fingerprint {
+                Outcome::Replayed(Answer {
+                    status: u16::try_from(first.status_code).unwrap_or(500),
+                    body: Bytes::from(first.body.clone()),
+                })
+            } else {
+                Outcome::KeyReused
+            });
+            continue;
+        }
+        state.touched.clear();
+        let decision = rules::decide(&mut state, &job.work, rules, now);
+        let touched = std::mem::take(&mut state.touched);
+        let answer = job.key.as_ref().map(|(claim, render)| {
+            let answer = render(&decision);
+            let body = String::from_utf8_lossy(&answer.body).into_owned();
+            // A later job of this batch with the same key replays this answer.
+            stored.insert(
+                (claim.scope.clone(), claim.key.clone()),
+                sql::StoredKey {
+                    scope: claim.scope.clone(),
+                    idem_key: claim.key.clone(),
+                    fingerprint: claim.fingerprint.clone(),
+                    status_code: i64::from(answer.status),
+                    body: body.clone(),
+                },
+            );
+            new_keys.push(sql::NewKey {
+                scope: claim.scope.clone(),
+                key: claim.key.clone(),
+                fingerprint: claim.fingerprint.clone(),
+                status: answer.status,
+                body,
+            });
+            answer
+        });
+        outcomes.push(Outcome::Decided {
+            decision,
+            answer,
+            touched,
+        });
+    }
+    if state.changes.is_empty() && new_keys.is_empty() {
+        // Only refusals and replays: nothing to make durable.
+        drop(tx);
+        return Ok(outcomes);
+    }
+    sql::write(&mut tx, backend, &state, &new_keys, now_ms)
+        .await
+        .map_err(Failure::Aborted)?;
+    tx.commit().await.map_err(|e| match e {
+        // The database answered: it rolled back.
+        sqlx::Error::Database(_) => Failure::Aborted(e),
+        other => Failure::Unknown(other),
+    })?;
+    Ok(outcomes)
+}
+
+/// The number of writer tasks by default: one on SQLite (one writer); on PostgreSQL
+/// a few batches side by side (they lock rows in one order, so they cannot deadlock),
+/// or the whole pool with one job per transaction.
+pub fn default_writers(backend: Backend, group_commit: bool, pool: u32) -> usize {
+    match (backend, group_commit) {
+        (Backend::Sqlite, _) => 1,
+        (Backend::Postgres, true) => 4,
+        (Backend::Postgres, false) => pool as usize,
+    }
+}
