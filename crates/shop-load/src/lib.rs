@@ -97,6 +97,9 @@ pub struct LoadConfig {
     pub admin_token: Option<Secret>,
     /// Print preparation steps to stderr.
     pub verbose: bool,
+    /// Send an `Idempotency-Key` with every mutation, as a client that retries safely
+    /// does (`--no-idempotency` turns it off, to compare).
+    pub keys: bool,
 }
 
 /// A run's results.
@@ -104,6 +107,8 @@ pub struct LoadConfig {
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub scenario: Scenario,
+    /// Whether mutations carried an `Idempotency-Key`.
+    pub keyed: bool,
     pub url: String,
     pub connections: usize,
     pub rate: Option<f64>,
@@ -127,6 +132,11 @@ impl Report {
                 self.connections
             ),
             None => format!("closed loop, {} connections", self.connections),
+        };
+        let mode = if self.keyed {
+            format!("{mode}, every mutation keyed")
+        } else {
+            format!("{mode}, no Idempotency-Key")
         };
         let mut out = format!(
             "scenario     {} against {} ({mode})\n{}",
@@ -191,6 +201,11 @@ pub async fn run_scenario(cfg: &LoadConfig, scenario: Scenario) -> anyhow::Resul
                 .unwrap_or_default()
         );
     }
+    let prepared = if cfg.keys {
+        prepared
+    } else {
+        prepared.without_keys()
+    };
     let shared = std::sync::Arc::new(prepared.clone());
     let run_client = client.clone();
     let result = runner::run(&cfg.run, move |i| shared.request(&run_client, i)).await;
@@ -204,6 +219,7 @@ pub async fn run_scenario(cfg: &LoadConfig, scenario: Scenario) -> anyhow::Resul
     };
     Ok(Report {
         scenario,
+        keyed: cfg.keys,
         url,
         connections: cfg.run.connections,
         rate: cfg.run.rate,

@@ -59,6 +59,10 @@ struct Cli {
     /// sqlite://PATH (where a server without SHOP_ADMIN_TOKEN stores the one it made).
     #[arg(long, global = true, env = "SHOP_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<Secret>,
+    /// Send no `Idempotency-Key` (by default every mutation carries one of its own, as
+    /// a client that retries safely does).
+    #[arg(long, global = true)]
+    no_idempotency: bool,
 }
 
 #[tokio::main]
@@ -100,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         database_url: cli.database_url,
         admin_token: cli.admin_token,
         verbose: !cli.json,
+        keys: !cli.no_idempotency,
     };
     let report = run_scenario(&cfg, cli.scenario).await?;
     if cli.json {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 /// The workloads.
@@ -63,6 +63,8 @@ pub struct Sizes {
     /// hot-product: the product's stock.
     pub stock: Option<u64>,
 }
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Price of every product the scenarios create, won.
 pub const PRICE: i64 = 1_000;
@@ -232,6 +234,9 @@ pub struct Prepared {
     pub coupon: Option<i64>,
     /// coupon-rush and mixed: the coupon's total; hot-product: the product's initial stock.
     pub quantity: u64,
+    /// Every mutation carries `Idempotency-Key: <this>-<request number>` (a client
+    /// that retries safely does); `None` sends none.
+    pub keys: Option<String>,
     urls: Urls,
 }
 
@@ -254,36 +259,51 @@ impl Prepared {
             products,
             coupon,
             quantity,
+            keys: Some(format!("load-{:016x}", fastrand::u64(..))),
             urls,
         })
     }
 
+    /// Sends no `Idempotency-Key` (to compare with keyed runs).
+    pub fn without_keys(mut self) -> Prepared {
+        self.keys = None;
+        self
+    }
+
     fn post_json(
+        &self,
         client: &reqwest::Client,
+        i: u64,
         url: &Url,
         user: &LoadUser,
         body: String,
     ) -> reqwest::RequestBuilder {
-        client
+        let req = client
             .post(url.clone())
             .header(AUTHORIZATION, user.auth.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
+            .body(body);
+        match &self.keys {
+            Some(run) => req.header(IDEMPOTENCY_KEY, format!("{run}-{i}")),
+            None => req,
+        }
     }
 
-    fn issue(&self, client: &reqwest::Client, user: &LoadUser) -> reqwest::RequestBuilder {
+    fn issue(&self, client: &reqwest::Client, i: u64, user: &LoadUser) -> reqwest::RequestBuilder {
         let url = self.urls.issue.as_ref().expect("the scenario has a coupon");
-        Self::post_json(client, url, user, format!("{{\"userId\":{}}}", user.id))
+        self.post_json(client, i, url, user, format!("{{\"userId\":{}}}", user.id))
     }
 
     fn order(
         &self,
         client: &reqwest::Client,
+        i: u64,
         user: &LoadUser,
         product: i64,
     ) -> reqwest::RequestBuilder {
-        Self::post_json(
+        self.post_json(
             client,
+            i,
             &self.urls.orders,
             user,
             format!(
@@ -302,10 +322,10 @@ impl Prepared {
                 1 => client.get(self.urls.product[pick(i / 3, products)].clone()),
                 _ => client.get(self.urls.popular.clone()),
             },
-            Scenario::CouponRush => self.issue(client, &self.users[pick(i, users)]),
+            Scenario::CouponRush => self.issue(client, i, &self.users[pick(i, users)]),
             Scenario::HotProduct | Scenario::SpreadOrders => {
                 let user = &self.users[pick(i, users)];
-                self.order(client, user, self.products[spread(i, products)])
+                self.order(client, i, user, self.products[spread(i, products)])
             }
             Scenario::Mixed => {
                 let (action, n) = mixed_action(i);
@@ -317,10 +337,11 @@ impl Prepared {
                     Action::Popular => client.get(self.urls.popular.clone()),
                     // The n-th attempt goes to user n: the first `users` attempts are
                     // distinct users, later ones try again.
-                    Action::IssueCoupon => self.issue(client, &self.users[pick(n, users)]),
+                    Action::IssueCoupon => self.issue(client, i, &self.users[pick(n, users)]),
                     // Each user places its share of the orders (see `balance_for`).
                     Action::OrderAndPay => self.order(
                         client,
+                        i,
                         &self.users[pick(n, users)],
                         self.products[spread(n, products)],
                     ),
@@ -332,8 +353,9 @@ impl Prepared {
                     }
                     Action::Charge => {
                         let u = spread(n, users);
-                        Self::post_json(
+                        self.post_json(
                             client,
+                            i,
                             &self.urls.charge[u],
                             &self.users[u],
                             format!("{{\"amount\":{MIX_CHARGE}}}"),
@@ -653,6 +675,31 @@ mod tests {
                 "pay": true,
             })
         );
+    }
+
+    #[test]
+    fn every_mutation_carries_a_key_of_its_own_unless_told_not_to() {
+        let client = reqwest::Client::new();
+        let prepared = prepared(Scenario::Mixed, &[10, 11, 12, 13, 14], &[100, 101, 102]);
+        let (mut keys, mut posts) = (std::collections::HashSet::new(), 0);
+        for i in 0..400 {
+            let req = prepared.request(&client, i).build().unwrap();
+            let key = req.headers().get(IDEMPOTENCY_KEY);
+            if req.method() == reqwest::Method::POST {
+                posts += 1;
+                let key = key.expect("a keyed mutation").to_str().unwrap().to_string();
+                assert!(keys.insert(key), "request {i} reuses a key");
+            } else {
+                assert!(key.is_none(), "a read carries no key");
+            }
+        }
+        assert_eq!(keys.len(), posts);
+        assert!(posts > 100, "the mix has mutations: {posts}");
+        let unkeyed = prepared.without_keys();
+        for i in 0..400 {
+            let req = unkeyed.request(&client, i).build().unwrap();
+            assert!(req.headers().get(IDEMPOTENCY_KEY).is_none());
+        }
     }
 
     fn prepared_orders() -> Prepared {

@@ -33,6 +33,7 @@ async fn coupon_rush_issues_exactly_the_quantity() {
         // Read from shop.db.admin-token, where the server stored the one it generated.
         admin_token: None,
         verbose: false,
+        keys: true,
     };
     let report = run_scenario(&cfg, Scenario::CouponRush).await.unwrap();
     shutdown.cancel();

@@ -39,6 +39,7 @@ async fn mixed_passes_its_verdict_with_every_request_authorized() {
         database_url: Some(database_url),
         admin_token: Some(Secret("a-wrong-token".into())),
         verbose: false,
+        keys: true,
     };
     let refused = run_scenario(&cfg, Scenario::Mixed).await.unwrap_err();
     assert!(
