@@ -280,6 +280,7 @@ async fn apply(
         if let Some((claim, _)) = &job.key
             && let Some(first) = stored.get(&(claim.scope.clone(), claim.key.clone()))
         {
+            state.skip(&job.work);
             outcomes.push(if first.fingerprint == claim.fingerprint {
                 Outcome::Replayed(Answer {
                     status: u16::try_from(first.status_code).unwrap_or(500),

@@ -121,7 +121,9 @@ pub struct OrderRow {
 }
 
 /// Where new ids come from: the next free one (SQLite, whose writer is alone), or
-/// ids reserved from the database's sequence (PostgreSQL).
+/// ids reserved from the database's sequence (PostgreSQL), one per job that may
+/// create a row, used by that job whether it succeeds or not: so a batch gives its
+/// rows the ids they would get with its jobs run one at a time.
 #[derive(Debug, Clone)]
 pub enum Ids {
     Next(i64),
@@ -129,14 +131,23 @@ pub enum Ids {
 }
 
 impl Ids {
-    fn take(&mut self) -> i64 {
+    /// At the start of a job that may create a row.
+    fn attempt(&mut self) -> Option<i64> {
         match self {
-            Ids::Next(next) => {
+            Ids::Next(_) => None,
+            Ids::Reserved(ids) => Some(ids.pop_front().expect("an id was reserved per job")),
+        }
+    }
+
+    /// The new row's id, once the job succeeds.
+    fn take(&mut self, attempt: Option<i64>) -> i64 {
+        match (self, attempt) {
+            (_, Some(reserved)) => reserved,
+            (Ids::Next(next), None) => {
                 *next += 1;
                 *next - 1
             }
-            // The reader reserves one per job that may need one.
-            Ids::Reserved(ids) => ids.pop_front().expect("an id was reserved for every job"),
+            (Ids::Reserved(_), None) => unreachable!("reserved ids are taken per attempt"),
         }
     }
 }
@@ -162,6 +173,20 @@ pub struct State {
 }
 
 impl State {
+    /// A job answered without being decided (a replayed or reused key) still uses the
+    /// id reserved for it, as it would alone.
+    pub fn skip(&mut self, work: &Work) {
+        match work {
+            Work::Place(_) => {
+                self.order_ids.attempt();
+            }
+            Work::Issue { .. } => {
+                self.user_coupon_ids.attempt();
+            }
+            _ => {}
+        }
+    }
+
     pub fn new(order_ids: Ids, user_coupon_ids: Ids) -> State {
         State {
             users: HashMap::new(),
@@ -286,6 +311,7 @@ fn place(
     rules: &Rules,
     now_ms: i64,
 ) -> Result<Order, OrderError> {
+    let reserved = state.order_ids.attempt();
     crate::order::validate_lines(&req.lines, rules.order)?;
     if !state.users.contains_key(&req.user) {
         return Err(OrderError::UserNotFound(req.user));
@@ -341,7 +367,7 @@ fn place(
     }
 
     // Every check passed: apply.
-    let id = OrderId(state.order_ids.take());
+    let id = OrderId(state.order_ids.take(reserved));
     for (&product, &quantity) in &demand {
         move_stock(state, product, -quantity);
     }
@@ -572,6 +598,7 @@ fn issue(
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<UserCoupon, CouponError> {
+    let reserved = state.user_coupon_ids.attempt();
     let coupon = state
         .coupons
         .get(&coupon_id)
@@ -607,7 +634,7 @@ fn issue(
         .issued_quantity += 1;
     *state.changes.issued.entry(coupon_id).or_insert(0) += 1;
     state.issued.insert((coupon_id, user));
-    let id = UserCouponId(state.user_coupon_ids.take());
+    let id = UserCouponId(state.user_coupon_ids.take(reserved));
     state.user_coupons.insert(id, row);
     state.changes.new_user_coupons.insert(id);
     Ok(UserCoupon {

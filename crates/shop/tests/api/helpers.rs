@@ -113,6 +113,43 @@ fn drop_postgres_database(name: String) {
     .join();
 }
 
+/// An empty database of a test's own (a file in a temporary directory, or a
+/// PostgreSQL database dropped with it).
+pub struct TestDatabase {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    pg_database: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, pg_database) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("shop.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let (url, name) = create_postgres_database().await;
+                (url, Some(name))
+            }
+        };
+        TestDatabase {
+            url,
+            _dir: dir,
+            pg_database,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_database.take() {
+            drop_postgres_database(name);
+        }
+    }
+}
+
 /// A server with the default configuration (no demo data).
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await

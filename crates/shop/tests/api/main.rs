@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod balance;
+mod batch;
 mod coupons;
 mod crash;
 mod errors;
