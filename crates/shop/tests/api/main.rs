@@ -9,6 +9,7 @@ mod coupons;
 mod crash;
 mod errors;
 mod events;
+mod hardening;
 mod idempotency;
 mod limits;
 mod model;
