@@ -24,6 +24,7 @@ pub mod invariants; // the contract's invariants as SQL checks
 pub mod local_cache; // in-process copies of hot reads and permanent coupon refusals
 pub mod money; // Won and discount arithmetic
 pub mod openapi; // the OpenAPI document
+pub mod ops; // operator commands: migrate, migrate --status, backup
 pub mod order; // orders: place, pay, cancel, expire
 pub mod outbox; // data-platform events and their delivery
 pub mod product; // products and stock

@@ -3,6 +3,7 @@
 
 pub mod idempotency;
 pub mod limits;
+pub mod server;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod balance;
+mod connections;
 mod coupons;
 mod crash;
 mod errors;
@@ -16,6 +17,7 @@ mod model;
 mod ops;
 mod orders;
 mod outbox;
+mod process;
 mod products;
 mod races;
 mod ranking;
