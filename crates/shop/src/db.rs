@@ -139,9 +139,10 @@ impl Db {
     ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let db = if let Some(file) = sqlite_file(url) {
-            if create {
+            let in_memory = file.as_os_str() == ":memory:";
+            if create && !in_memory {
                 create_private_file(&file)?;
-            } else if !file.exists() {
+            } else if !create && !in_memory && !file.exists() {
                 anyhow::bail!("there is no database at {}", file.display());
             }
             let path = file.display().to_string();
