@@ -57,6 +57,7 @@ fn text(bytes: &[u8]) -> String {
 struct Server {
     child: Child,
     base: String,
+    port: u16,
     stderr: PathBuf,
 }
 
@@ -79,7 +80,9 @@ impl Server {
             .expect("start shop");
         let server = Server {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            // whichever address `localhost` resolves to first is the one served
+            base: format!("http://localhost:{port}"),
+            port,
             stderr,
         };
         let client = reqwest::Client::new();
@@ -339,6 +342,7 @@ async fn json_logs_are_flat_with_one_line_per_request_and_no_secrets() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let port = server.port;
     let status = server.stop().await;
     assert!(status.success(), "SIGTERM is a clean stop: {status}");
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
@@ -383,13 +387,13 @@ async fn json_logs_are_flat_with_one_line_per_request_and_no_secrets() {
         started["events"].as_str().unwrap().starts_with("file "),
         "{started}"
     );
-    assert!(
-        started["listen"]
-            .as_str()
-            .unwrap()
-            .starts_with("127.0.0.1:"),
-        "localhost was resolved: {started}"
-    );
+    let listen: std::net::SocketAddr = started["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("localhost was resolved to an address: {e}: {started}"));
+    assert!(listen.ip().is_loopback(), "{started}");
+    assert_eq!(listen.port(), port, "{started}");
 }
 
 #[cfg(unix)]
