@@ -13,7 +13,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -23,7 +22,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::outbox::relay::Relay;
-use crate::outbox::sink::Sink;
+use crate::outbox::sink::{Sink, SinkHealth};
 use crate::ranking::RankingCache;
 use crate::{http, telemetry};
 
@@ -54,11 +53,15 @@ pub struct Shared {
     pub auth: crate::auth::Auth,
     pub local: Arc<crate::local_cache::LocalCache>,
     pub rate_limits: http::limits::RateLimits,
+    /// How the data-platform sink is doing (for readiness), fed by the relay.
+    pub sink: SinkHealth,
 }
 
 impl AppState {
-    /// Connects to the database (running migrations) and seeds demo data when asked.
+    /// Checks the settings, connects to the database (running migrations) and seeds
+    /// demo data when asked.
     pub async fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        config.validate()?;
         let db = Db::connect(
             &config.database_url,
             config.db_max_connections,
@@ -115,6 +118,7 @@ impl AppState {
             config: Arc::new(config),
             ranking: RankingCache::default(),
             metrics: telemetry::metrics_handle(),
+            sink: SinkHealth::default(),
         }));
         crate::demo::seed_if_wanted(&state).await?;
         Ok(state)
@@ -160,7 +164,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             time_limit(timeout, req, next)
         }))
-        .layer(middleware::from_fn(telemetry::track))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(
@@ -171,10 +174,11 @@ pub fn router(state: AppState) -> Router {
                     state.config.max_in_flight.max(1),
                 )),
         )
-        .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
+        // outermost: every answer (shed, timed out, panicked) is counted and logged
+        .layer(middleware::from_fn(telemetry::track))
         .with_state(state)
 }
 
@@ -208,15 +212,20 @@ async fn live() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when the database answers (503 otherwise). Redis is optional: when it is
-/// configured but down, requests still succeed from the database and the status says
-/// "degraded".
+/// Ready when the database answers (503 otherwise). Redis and the event sink do not
+/// decide the answers: when Redis is down requests succeed from the database, and
+/// when the sink is down events wait in the outbox; either makes the status
+/// "degraded". The sink's check also tells its backlog and how long the oldest
+/// undelivered event has waited.
 async fn ready(State(state): State<AppState>) -> Response {
     let db = state.db.ping().await;
     let redis = state.cache.ping().await;
-    let status = match (db, redis) {
-        (false, _) => "unavailable",
-        (true, Some(false)) => "degraded",
+    let sink = state.sink.report();
+    let backlog = crate::outbox::store::backlog(state.db.read()).await.ok();
+    let now = crate::clock::to_millis(state.clock.now());
+    let status = match (db, redis, sink.up) {
+        (false, _, _) => "unavailable",
+        (true, Some(false), _) | (true, _, false) => "degraded",
         _ => "ok",
     };
     let body = serde_json::json!({
@@ -224,6 +233,14 @@ async fn ready(State(state): State<AppState>) -> Response {
         "checks": {
             "database": if db { "ok" } else { "down" },
             "redis": match redis { None => "off", Some(true) => "ok", Some(false) => "down" },
+            "eventSink": {
+                "kind": sink.kind.unwrap_or("not started"),
+                "status": if sink.up { "ok" } else { "down" },
+                "backlog": backlog.map(|(n, _)| n),
+                "oldestUndeliveredAgeSeconds": backlog.map(|(_, oldest)| {
+                    oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0)
+                }),
+            },
         },
     });
     let status = if db {
@@ -235,6 +252,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    telemetry::sample(&state.db);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -253,8 +271,10 @@ pub async fn spawn_workers(
     let config = &state.config;
     let sink = match (&config.nats_url, &config.data_platform_url) {
         (Some(nats), webhook) => {
-            if webhook.is_some() {
+            if let Some(webhook) = webhook {
                 tracing::warn!(
+                    nats = %crate::outbox::sink::redact(nats),
+                    webhook = %crate::outbox::sink::redact(webhook),
                     "both SHOP_NATS_URL and SHOP_DATA_PLATFORM_URL are set: events go to NATS"
                 );
             }
@@ -276,6 +296,7 @@ pub async fn spawn_workers(
         max_attempts: config.outbox_max_attempts.max(1),
         exit_after_publish: config.fault_exit_after_publish,
         published: 0,
+        health: state.sink.clone(),
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown.clone()));
@@ -318,17 +339,19 @@ async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests. Connections
+/// are bounded in number and in idle and header time (see [`http::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = http::server::Limits {
+        header_read_timeout: Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
+        keepalive_timeout: Duration::from_secs(state.config.keepalive_timeout_secs.max(1)),
+        max_connections: state.config.max_connections,
+    };
+    http::server::serve(listener, router(state), limits, shutdown).await
 }
 
 impl AppState {

@@ -143,12 +143,9 @@ impl Auth {
         let Some((id, sig)) = token.split_once('.') else {
             return Caller::Invalid;
         };
-        let (Ok(id), Ok(sig)) = (id.parse::<i64>(), URL_SAFE_NO_PAD.decode(sig)) else {
+        let (Some(id), Ok(sig)) = (canonical_id(id), URL_SAFE_NO_PAD.decode(sig)) else {
             return Caller::Invalid;
         };
-        if id <= 0 {
-            return Caller::Invalid;
-        }
         match self.mac(UserId(id)).verify_slice(&sig) {
             Ok(()) => Caller::User(UserId(id)),
             Err(_) => Caller::Invalid,
@@ -167,6 +164,13 @@ impl Auth {
         };
         self.caller(token)
     }
+}
+
+/// A user id written the one way [`Auth::token_for`] writes it: digits without a
+/// sign or leading zeros (`6`, never `+6` or `06`), positive. One user, one token.
+fn canonical_id(text: &str) -> Option<i64> {
+    let id = text.parse::<i64>().ok().filter(|id| *id > 0)?;
+    (id.to_string() == text).then_some(id)
 }
 
 /// One random key per database, shared by every instance that uses it.
@@ -325,6 +329,15 @@ mod tests {
         assert_eq!(auth.caller(&forged), Caller::Invalid);
         for bad in ["", "7", "7.", ".abc", "x.y", "-7.abc", "0.abc", "admin"] {
             assert_eq!(auth.caller(bad), Caller::Invalid, "{bad}");
+        }
+        // The id part is canonical: the signature of 7 does not make `+7` or `07` valid.
+        let sig = token.split_once('.').unwrap().1;
+        for odd in ["+7", "07", "007", " 7", "7 "] {
+            assert_eq!(
+                auth.caller(&format!("{odd}.{sig}")),
+                Caller::Invalid,
+                "{odd}"
+            );
         }
         assert_eq!(auth.caller("admin-secret"), Caller::Admin);
         // Another key makes other tokens.

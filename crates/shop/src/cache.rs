@@ -79,13 +79,14 @@ impl Cache {
             gate: redis::Script::new(GATE_SCRIPT),
         });
         if let Err(e) = redis.try_connect().await {
-            tracing::warn!(error = %e, "Redis is not reachable; running degraded until it is");
+            let addr = redis.address();
+            tracing::warn!(redis = %addr, error = %e, "Redis is not reachable; running degraded until it is");
             let r = redis.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if r.try_connect().await.is_ok() {
-                        tracing::info!("connected to Redis");
+                        tracing::info!(redis = %addr, "connected to Redis");
                         return;
                     }
                 }
@@ -106,6 +107,14 @@ impl Cache {
 
     pub fn is_on(&self) -> bool {
         matches!(self, Cache::Redis(_))
+    }
+
+    /// `host:port` of the Redis in use (never its password), or `off`.
+    pub fn address(&self) -> String {
+        match self {
+            Cache::Off => "off".to_string(),
+            Cache::Redis(r) => r.address(),
+        }
     }
 
     /// `None` when off; otherwise whether Redis answers.
@@ -324,6 +333,10 @@ impl Cache {
 impl Redis {
     fn key(&self, k: &str) -> String {
         format!("{}{k}", self.prefix)
+    }
+
+    fn address(&self) -> String {
+        self.client.get_connection_info().addr().to_string()
     }
 
     async fn try_connect(&self) -> redis::RedisResult<()> {

@@ -37,6 +37,83 @@ pub struct Db {
     url: String,
 }
 
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The embedded database file named by a `sqlite://PATH` (or `sqlite:PATH`) URL.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `host:port` of a PostgreSQL URL, for messages (never the user or password).
+pub fn postgres_target(url: &str) -> String {
+    match sqlx::postgres::PgConnectOptions::from_str(url) {
+        Ok(opts) => format!("{}:{}", opts.get_host(), opts.get_port()),
+        Err(_) => "an unparsable PostgreSQL URL".to_string(),
+    }
+}
+
+/// How long the first connection to PostgreSQL may take before start-up gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of one pool, sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// One migration of this build (or of the database) and whether it is applied.
+#[derive(Debug, Clone)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub status: MigrationStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStatus {
+    Applied,
+    Pending,
+    /// Applied, but this build's file differs from what was applied.
+    Changed,
+    /// Applied by a build that knows a migration this one does not.
+    Unknown,
+}
+
+impl MigrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Applied => "applied",
+            MigrationStatus::Pending => "pending",
+            MigrationStatus::Changed => "applied, but this build's file differs",
+            MigrationStatus::Unknown => "applied, unknown to this build",
+        }
+    }
+}
+
+fn migrator(backend: Backend) -> sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    }
+}
+
 impl Db {
     /// Connects to `url` and runs the migrations of its backend. On PostgreSQL every
     /// statement is bounded by `statement_timeout` (so a stuck query cannot hold a
@@ -46,18 +123,32 @@ impl Db {
         max_connections: u32,
         statement_timeout: Duration,
     ) -> anyhow::Result<Db> {
+        let db = Db::open(url, max_connections, statement_timeout, true).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Connects to `url` without running migrations. An embedded database file is
+    /// created (mode 0600) only when `create`; otherwise a missing one is an error.
+    /// A PostgreSQL server that does not answer within [`CONNECT_TIMEOUT`] is an
+    /// error naming its `host:port` and the cause.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+        create: bool,
+    ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
-        let db = if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            let path = path.split('?').next().unwrap_or(path);
-            let file = PathBuf::from(path);
-            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
+        let db = if let Some(file) = sqlite_file(url) {
+            let in_memory = file.as_os_str() == ":memory:";
+            if create && !in_memory {
+                create_private_file(&file)?;
+            } else if !create && !in_memory && !file.exists() {
+                anyhow::bail!("there is no database at {}", file.display());
             }
-            let url = format!("sqlite://{path}?mode=rwc");
+            let path = file.display().to_string();
+            let mode = if create { "rwc" } else { "rw" };
+            let url = format!("sqlite://{path}?mode={mode}");
             let opts = AnyConnectOptions::from_str(&url)?;
             let write = AnyPoolOptions::new()
                 .max_connections(1)
@@ -65,7 +156,7 @@ impl Db {
                 .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                 .connect_with(opts.clone())
                 .await
-                .with_context(|| format!("opening {url}"))?;
+                .with_context(|| format!("opening the database {path}"))?;
             let read = AnyPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
@@ -78,7 +169,8 @@ impl Db {
                 sqlite_path: Some(file),
                 url,
             }
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if is_postgres_url(url) {
+            first_postgres_connection(url).await?;
             let timeout_ms = statement_timeout.as_millis().max(1) as u64;
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.max(2))
@@ -100,7 +192,7 @@ impl Db {
                 })
                 .connect(url)
                 .await
-                .context("connecting to PostgreSQL")?;
+                .with_context(|| format!("connecting to PostgreSQL at {}", postgres_target(url)))?;
             Db {
                 backend: Backend::Postgres,
                 write: pool.clone(),
@@ -111,24 +203,121 @@ impl Db {
         } else {
             anyhow::bail!("unsupported database URL (expected sqlite://PATH or postgres://...)");
         };
-        db.migrate().await?;
         Ok(db)
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
-        match self.backend {
+    /// Runs the migrations this build has and the database lacks.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migrator(self.backend)
+            .run(&self.write)
+            .await
+            .context("running the database migrations")?;
+        Ok(())
+    }
+
+    /// Each migration of this build (and any the database has that this build does
+    /// not know), and whether it is applied. Changes nothing.
+    pub async fn migration_status(&self) -> anyhow::Result<Vec<MigrationState>> {
+        let has_table = match self.backend {
             Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.write)
-                    .await?
+                "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'"
             }
             Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.write)
-                    .await?
+                "select count(*) from information_schema.tables \
+                 where table_name = '_sqlx_migrations' and table_schema = current_schema()"
+            }
+        };
+        let (tables,): (i64,) = sqlx::query_as(has_table).fetch_one(&self.read).await?;
+        let applied: Vec<(i64, Vec<u8>, String)> = if tables > 0 {
+            sqlx::query_as(
+                "select version, checksum, description from _sqlx_migrations \
+                 where success order by version",
+            )
+            .fetch_all(&self.read)
+            .await?
+        } else {
+            Vec::new()
+        };
+        let migrator = migrator(self.backend);
+        let mut states: Vec<MigrationState> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| {
+                let status = match applied.iter().find(|(v, _, _)| *v == m.version) {
+                    None => MigrationStatus::Pending,
+                    Some((_, checksum, _)) if checksum[..] == m.checksum[..] => {
+                        MigrationStatus::Applied
+                    }
+                    Some(_) => MigrationStatus::Changed,
+                };
+                MigrationState {
+                    version: m.version,
+                    description: m.description.to_string(),
+                    status,
+                }
+            })
+            .collect();
+        for (version, _, description) in &applied {
+            if !states.iter().any(|s| s.version == *version) {
+                states.push(MigrationState {
+                    version: *version,
+                    description: description.clone(),
+                    status: MigrationStatus::Unknown,
+                });
             }
         }
+        states.sort_by_key(|s| s.version);
+        Ok(states)
+    }
+
+    /// A consistent copy of the embedded database at `target` (which must not exist),
+    /// taken while the server may be writing: `VACUUM INTO` reads one snapshot, and
+    /// WAL lets it run beside the writer. Written beside `target` and renamed into
+    /// place, so a copy that exists is whole.
+    pub async fn backup_to(&self, target: &std::path::Path) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.backend == Backend::Sqlite,
+            "backup copies the embedded SQLite database; back up PostgreSQL with pg_dump \
+             (for example `pg_dump -Fc -f shop.dump \"$SHOP_DATABASE_URL\"`)"
+        );
+        anyhow::ensure!(
+            !target.exists(),
+            "{} exists already; choose a new path",
+            target.display()
+        );
+        let mut partial = target.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let _ = std::fs::remove_file(&partial);
+        let path = partial
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("the backup path must be UTF-8"))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.read)
+            .await
+            .with_context(|| format!("copying the database into {}", partial.display()))?;
+        std::fs::rename(&partial, target)
+            .with_context(|| format!("renaming {} to {}", partial.display(), target.display()))?;
         Ok(())
+    }
+
+    /// Connections of each pool (`write` and `read` on SQLite; one `main` pool on
+    /// PostgreSQL), sampled now.
+    pub fn pool_stats(&self) -> Vec<(&'static str, PoolStats)> {
+        let stats = |pool: &AnyPool| {
+            let size = pool.size();
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
+            PoolStats {
+                in_use: size - idle,
+                idle,
+                max: pool.options().get_max_connections(),
+            }
+        };
+        match self.backend {
+            Backend::Sqlite => vec![("write", stats(&self.write)), ("read", stats(&self.read))],
+            Backend::Postgres => vec![("main", stats(&self.write))],
+        }
     }
 
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite: take the write lock
@@ -190,6 +379,48 @@ impl Db {
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+/// Creates the database file, readable by its owner only, unless it exists (SQLite
+/// gives its `-wal` and `-shm` files the same mode).
+fn create_private_file(file: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "creating the database {}: {e}",
+            file.display()
+        )),
+    }
+}
+
+/// One connection before the pool is built, bounded by [`CONNECT_TIMEOUT`], so an
+/// unreachable server is reported at once with its address and the cause (a pool
+/// would retry in silence until its acquire timeout, then say only "timed out").
+async fn first_postgres_connection(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let target = postgres_target(url);
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(anyhow::anyhow!(
+            "could not connect to PostgreSQL at {target}: {e}"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "could not connect to PostgreSQL at {target}: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
     }
 }
 

@@ -24,9 +24,11 @@ pub mod invariants; // the contract's invariants as SQL checks
 pub mod local_cache; // in-process copies of hot reads and permanent coupon refusals
 pub mod money; // Won and discount arithmetic
 pub mod openapi; // the OpenAPI document
+pub mod ops; // operator commands: migrate, migrate --status, backup
 pub mod order; // orders: place, pay, cancel, expire
 pub mod outbox; // data-platform events and their delivery
 pub mod product; // products and stock
 pub mod ranking; // top products of the last days
 pub mod retry; // the retry schedule: exponential backoff with jitter
 pub mod telemetry; // logs and metrics
+pub mod text; // names people see: no hidden or direction-changing characters

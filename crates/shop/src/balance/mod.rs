@@ -116,13 +116,8 @@ pub fn refusal(err: &BalanceError) -> ApiError {
     }
 }
 
-/// A user's name: 1..=100 characters after trimming, no control characters.
+/// A user's name: 1..=100 characters after trimming, none of them a control,
+/// bidirectional-override or invisible character (see [`crate::text::is_hidden`]).
 pub fn validate_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name must be 1..=100 characters without control characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::text::visible_name(name, 100).map_err(ApiError::invalid)
 }

@@ -3,6 +3,7 @@
 
 pub mod idempotency;
 pub mod limits;
+pub mod server;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -17,8 +18,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 
 /// A JSON body. Wrong content type → 415 `UNSUPPORTED_MEDIA_TYPE`; too large → 413
-/// `PAYLOAD_TOO_LARGE`; bad JSON, wrong types, floats where integers belong, overflow,
-/// unknown fields → 400 `INVALID_REQUEST`.
+/// `PAYLOAD_TOO_LARGE`; anything but an object at the top, bad JSON, wrong types,
+/// floats where integers belong, overflow, unknown fields → 400 `INVALID_REQUEST`.
+///
+/// The top must be an object because serde also reads a struct from a sequence of its
+/// fields in order: without the check, `[100]` would be a charge of 100 won.
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -49,10 +53,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::invalid(format!("could not read the body: {rejection}"))
             }
         })?;
+        if !is_object(&bytes) {
+            return Err(ApiError::invalid("the body must be a JSON object"));
+        }
         serde_json::from_slice(&bytes)
             .map(Json)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }
+}
+
+/// Whether a JSON text is an object at the top (its first character past JSON's
+/// whitespace is `{`); the parser checks the rest.
+fn is_object(json: &[u8]) -> bool {
+    json.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'{')
 }
 
 /// A positive 64-bit id taken from the path. Anything else → 400 `INVALID_REQUEST`.
@@ -199,6 +214,26 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
         assert!(decode_cursor("not a cursor!").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x1")).is_err());
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        for good in ["{}", " \n\t{\"a\":1}", "\r\n{"] {
+            assert!(is_object(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "",
+            " ",
+            "[100]",
+            " [1]",
+            "100",
+            "null",
+            "true",
+            "\"x\"",
+            "\u{feff}{}",
+        ] {
+            assert!(!is_object(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

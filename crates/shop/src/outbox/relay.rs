@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use tokio_util::sync::CancellationToken;
 
-use super::sink::Sink;
+use super::sink::{Sink, SinkHealth};
 use super::store;
 use crate::clock::{Clock, to_millis};
 use crate::db::Db;
@@ -48,11 +48,22 @@ pub struct Relay {
     /// before they are marked delivered.
     pub exit_after_publish: Option<u64>,
     pub published: u64,
+    /// Where readiness reads how the sink is doing.
+    pub health: SinkHealth,
 }
 
 impl Relay {
     /// Runs until `shutdown`, finishing the pass in progress.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.health.watch(&self.sink);
+        let sink = self.sink.name();
+        for counter in [
+            "shop_outbox_delivered_total",
+            "shop_outbox_failures_total",
+            "shop_outbox_parked_total",
+        ] {
+            metrics::counter!(counter, "sink" => sink).increment(0);
+        }
         loop {
             match self.pass().await {
                 Ok(n) if n > 0 => continue,
@@ -127,6 +138,8 @@ impl Relay {
             batch.push(ev);
         }
         let results = self.sink.send_batch(&batch, now.timestamp()).await;
+        let any_ok = results.iter().any(Result::is_ok);
+        self.health.record(any_ok || results.is_empty());
         let mut sent = Vec::new();
         let mut failed = Vec::new();
         for (ev, result) in batch.iter().zip(results) {
@@ -172,11 +185,18 @@ impl Relay {
             tracing::error!(
                 parked,
                 sink,
+                destination = %self.sink.target(),
                 "events parked after too many failed attempts; retry them through the admin API"
             );
         }
         if !failed.is_empty() {
-            tracing::warn!(failed = failed.len(), sink, error = %failed[0].2, "event delivery failed, will retry");
+            tracing::warn!(
+                failed = failed.len(),
+                sink,
+                destination = %self.sink.target(),
+                error = %failed[0].2,
+                "event delivery failed, will retry"
+            );
         }
         if sent.is_empty() {
             // Nothing went through: wait for the next tick rather than spin.

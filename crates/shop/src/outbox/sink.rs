@@ -2,7 +2,10 @@
 //! file beside the database. A closed set, so an enum.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use anyhow::Context;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -24,6 +27,8 @@ pub enum Sink {
 pub struct JetStream {
     jetstream: async_nats::jetstream::Context,
     stream_ready: bool,
+    /// `nats://host:port`, for messages.
+    target: String,
 }
 
 /// `POST` of the document, signed when a secret is set.
@@ -52,16 +57,40 @@ impl Sink {
     }
 
     /// Connects in the background: the server starts (and takes payments) whether
-    /// or not NATS is up; events wait in the outbox until it is.
+    /// or not NATS is up; events wait in the outbox until it is. A first attempt,
+    /// bounded by a few seconds, tells at once (a warning naming the server and the
+    /// cause) when it is not.
     pub async fn nats(url: &str) -> anyhow::Result<Sink> {
+        let target = redact(url);
+        let first = tokio::time::timeout(
+            Duration::from_secs(4),
+            async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(2))
+                .connect(url),
+        )
+        .await;
+        match first {
+            Ok(Ok(client)) => drop(client),
+            Ok(Err(e)) => tracing::warn!(
+                nats = %target,
+                error = %e,
+                "NATS is not reachable; events wait in the outbox until it is"
+            ),
+            Err(_) => tracing::warn!(
+                nats = %target,
+                "NATS did not answer within 4 s; events wait in the outbox until it does"
+            ),
+        }
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .connect(url)
-            .await?;
+            .await
+            .with_context(|| format!("NATS at {target}"))?;
         Ok(Sink::Nats(JetStream {
             jetstream: async_nats::jetstream::new(client),
             stream_ready: false,
+            target,
         }))
     }
 
@@ -74,6 +103,16 @@ impl Sink {
             Sink::Nats(_) => "nats",
             Sink::Webhook(_) => "webhook",
             Sink::File(_) => "file",
+        }
+    }
+
+    /// Where events go, for logs: the NATS server or webhook without credentials,
+    /// or the file's path.
+    pub fn target(&self) -> String {
+        match self {
+            Sink::Nats(n) => n.target.clone(),
+            Sink::Webhook(w) => redact(&w.url),
+            Sink::File(f) => f.path.display().to_string(),
         }
     }
 
@@ -179,20 +218,108 @@ impl Webhook {
 impl JsonLines {
     async fn append(&mut self, ev: &Pending) -> anyhow::Result<()> {
         if self.file.is_none() {
-            self.file = Some(
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .await?,
-            );
+            let mut options = tokio::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // Events carry orders: readable by the server's user only.
+            #[cfg(unix)]
+            options.mode(0o600);
+            let file = options
+                .open(&self.path)
+                .await
+                .with_context(|| format!("opening the events file {}", self.path.display()))?;
+            self.file = Some(file);
         }
         let f = self.file.as_mut().expect("opened above");
         let mut line = Vec::with_capacity(ev.payload.len() + 1);
         line.extend_from_slice(ev.payload.as_bytes());
         line.push(b'\n');
-        f.write_all(&line).await?;
+        if let Err(e) = f.write_all(&line).await {
+            // Open it again next time (it may have been moved or its disk replaced).
+            self.file = None;
+            return Err(e)
+                .with_context(|| format!("writing the events file {}", self.path.display()));
+        }
         Ok(())
+    }
+}
+
+/// What readiness knows of the sink: its kind, and whether it is taking events. The
+/// relay reports each delivery attempt; for NATS the client's connection state
+/// counts too (a broken connection is down before any event waits).
+#[derive(Clone, Default)]
+pub struct SinkHealth(Arc<RwLock<Option<Watched>>>);
+
+struct Watched {
+    kind: &'static str,
+    nats: Option<async_nats::Client>,
+    /// The last delivery attempt failed for every event it tried.
+    failing: bool,
+}
+
+/// The sink's state for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkReport {
+    /// `nats`, `webhook` or `file`; `None` before the relay started.
+    pub kind: Option<&'static str>,
+    pub up: bool,
+}
+
+impl SinkHealth {
+    /// Starts watching `sink` (when the relay starts).
+    pub fn watch(&self, sink: &Sink) {
+        let nats = match sink {
+            Sink::Nats(n) => Some(n.jetstream.client()),
+            _ => None,
+        };
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Watched {
+            kind: sink.name(),
+            nats,
+            failing: false,
+        });
+    }
+
+    /// The outcome of a delivery attempt: whether anything went through (or nothing
+    /// failed).
+    pub fn record(&self, ok: bool) {
+        if let Some(w) = self.0.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            w.failing = !ok;
+        }
+    }
+
+    pub fn report(&self) -> SinkReport {
+        let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            None => SinkReport {
+                kind: None,
+                up: true,
+            },
+            Some(w) => {
+                let connected = w.nats.as_ref().is_none_or(|c| {
+                    c.connection_state() == async_nats::connection::State::Connected
+                });
+                SinkReport {
+                    kind: Some(w.kind),
+                    up: connected && !w.failing,
+                }
+            }
+        }
+    }
+}
+
+/// `scheme://host:port/path` of `url` without user, password or query (which may
+/// hold credentials); the URL as given when it does not parse.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.has_host() => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.path().trim_end_matches('/')
+            )
+        }
+        _ => url.split('@').next_back().unwrap_or(url).to_string(),
     }
 }
 
@@ -222,6 +349,19 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redacted_urls_keep_where_and_drop_who() {
+        assert_eq!(
+            super::redact("nats://user:pw@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            super::redact("https://hook.example/in?token=abc"),
+            "https://hook.example/in"
+        );
+        assert_eq!(super::redact("user:pw@10.0.0.1:4222"), "10.0.0.1:4222");
+    }
+
     #[test]
     fn signature_is_hmac_sha256_of_timestamp_dot_body() {
         // Computed independently with Python's hmac module.

@@ -58,14 +58,10 @@ pub fn refusal(err: &ProductError) -> ApiError {
     }
 }
 
+/// A product's (or coupon's) name: 1..=200 characters after trimming, none of them a
+/// control, bidirectional-override or invisible character.
 pub fn validate_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name must be 1..=200 characters without control characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::text::visible_name(name, 200).map_err(ApiError::invalid)
 }
 
 pub fn validate_price(price: i64) -> Result<Won, ApiError> {

@@ -76,6 +76,30 @@ pub async fn delete_redis_keys(prefix: &str) {
     }
 }
 
+/// An empty PostgreSQL database of a test's own (no migrations run), dropped with it.
+pub struct EmptyPostgres {
+    pub url: String,
+    name: Option<String>,
+}
+
+impl EmptyPostgres {
+    pub async fn create() -> EmptyPostgres {
+        let (url, name) = create_postgres_database().await;
+        EmptyPostgres {
+            url,
+            name: Some(name),
+        }
+    }
+}
+
+impl Drop for EmptyPostgres {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            drop_postgres_database(name);
+        }
+    }
+}
+
 /// Creates an empty database of its own for one test.
 async fn create_postgres_database() -> (String, String) {
     use sqlx::{Connection, Executor};
