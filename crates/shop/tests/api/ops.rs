@@ -329,7 +329,7 @@ async fn ready_when(
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let (s, body) = app.get("/health/ready").await;
         assert_eq!(s, StatusCode::OK, "{body}");
         if pred(&body) {
