@@ -29,3 +29,4 @@ pub mod outbox; // data-platform events and their delivery
 pub mod product; // products and stock
 pub mod ranking; // top products of the last days
 pub mod telemetry; // logs and metrics
+pub mod web; // the storefront and admin console pages (static files)
