@@ -212,12 +212,14 @@ test('a purchase with the keyboard only', async () => {
   await tabTo('the product link', (el) => el.tag === 'A' && el.text === p.name);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: p.name }).waitFor();
-  assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1');
+  // the new view takes the focus, so Tab goes on from its heading
+  await page.waitForFunction(() => document.activeElement.tagName === 'H1', null, { timeout: 5000 });
   await tabTo('the quantity', (el) => el.tag === 'INPUT');
   await page.keyboard.press('ArrowUp');
   await tabTo('Buy now', (el) => el.tag === 'BUTTON' && el.text === 'Buy now');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Checkout' }).waitFor();
+  await page.waitForFunction(() => document.activeElement.tagName === 'H1', null, { timeout: 5000 });
   assert.equal(await text(page, '#to-pay'), '₩10,000');
   await tabTo('Pay', (el) => el.tag === 'BUTTON' && el.text === 'Pay');
   await page.keyboard.press('Enter');

@@ -20,3 +20,4 @@ mod races;
 mod ranking;
 mod scale;
 mod schema;
+mod web;
