@@ -376,7 +376,7 @@ async fn node_test(files: &[&str], envs: &[(&str, String)]) {
     );
     let node = std::env::var("SHOP_TEST_NODE").unwrap_or_else(|_| "node".into());
     let run = tokio::process::Command::new(&node)
-        .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
+        .args(["--test", "--test-reporter=spec"])
         .args(files)
         .current_dir(&dir)
         .env("SHOP_TEST_CHROMIUM", &chromium)
