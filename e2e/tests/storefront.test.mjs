@@ -285,6 +285,42 @@ test('every storefront page passes axe (no serious or critical violations)', asy
   }
 });
 
+test('a lost answer is retried with the same Idempotency-Key, so the work happens once', async () => {
+  const buyer = await user(unique('retry'), 0);
+  const page = await open(browser, { lang: 'en', session: buyer.session });
+  const seen = [];
+  let first = true;
+  await page.route('**/api/v1/users/*/balance/charge', async (route) => {
+    const headers = route.request().headers();
+    seen.push({ key: headers['idempotency-key'], auth: headers.authorization });
+    if (first) {
+      // the server does the work, but its answer never arrives
+      first = false;
+      await route.fetch();
+      return route.abort('connectionreset');
+    }
+    return route.continue();
+  });
+  await go(page, '/#/account');
+  await page.getByLabel('Amount (won)').fill('7000');
+  await page.getByRole('button', { name: 'Charge', exact: true }).click();
+  await page.locator('#balance', { hasText: '₩7,000' }).waitFor();
+  assert.equal(seen.length, 2);
+  assert.match(seen[0].key, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(seen[1].key, seen[0].key);
+  assert.equal(seen[0].auth, `Bearer ${buyer.token}`);
+  assert.equal((await ok('GET', `/api/v1/users/${buyer.id}/balance`, { token: buyer.token })).balance, 7000);
+  const history = await ok('GET', `/api/v1/users/${buyer.id}/balance/history`, { token: buyer.token });
+  assert.equal(history.items.length, 1);
+  // the next charge is another action: another key
+  await page.getByLabel('Amount (won)').fill('1000');
+  await page.getByRole('button', { name: 'Charge', exact: true }).click();
+  await page.locator('#balance', { hasText: '₩8,000' }).waitFor();
+  assert.equal(seen.length, 3);
+  assert.notEqual(seen[2].key, seen[0].key);
+  await page.done();
+});
+
 test('the pages carry their security headers', async () => {
   for (const path of ['/', '/admin']) {
     const res = await fetch(`${BASE}${path}`);

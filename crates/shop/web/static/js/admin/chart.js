@@ -45,7 +45,8 @@ export class LineChart {
       g.moveTo(left, Math.round(y) + 0.5);
       g.lineTo(right, Math.round(y) + 0.5);
       g.stroke();
-      g.fillText(this.format(max * f), 2, y + 4);
+      // a mid label that rounds to the top one (counts) would only mislead
+      if (f !== 0.5 || this.format(max * f) !== this.format(max)) g.fillText(this.format(max * f), 2, y + 4);
     }
     g.strokeStyle = this.color;
     g.lineWidth = 2;
