@@ -95,8 +95,6 @@ function showSignIn(reason) {
 }
 
 function start() {
-  nav.hidden = false;
-  signoutButton.hidden = false;
   if (!routes.some(([re]) => re.test(currentRoute().path))) navigate('/dashboard');
   else router.show();
 }
@@ -118,7 +116,15 @@ router = startRouter({
   makeContext,
   notFound: () => navigate('/dashboard'),
   // no view without a token
-  guard: () => signedIn() || (showSignIn(signOutReason), false),
+  guard() {
+    if (!signedIn()) {
+      showSignIn(signOutReason);
+      return false;
+    }
+    nav.hidden = false;
+    signoutButton.hidden = false;
+    return true;
+  },
 });
 
 document.getElementById('lang').addEventListener('click', () => setLang(getLang() === 'ko' ? 'en' : 'ko'));
