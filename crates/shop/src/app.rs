@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(render_metrics))
+        .merge(crate::web::router())
         .merge(
             SwaggerUi::new("/docs")
                 .url("/api-docs/openapi.json", crate::openapi::ApiDoc::openapi()),

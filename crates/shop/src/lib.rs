@@ -32,3 +32,4 @@ pub mod ranking; // top products of the last days
 pub mod retry; // the retry schedule: exponential backoff with jitter
 pub mod telemetry; // logs and metrics
 pub mod text; // names people see: no hidden or direction-changing characters
+pub mod web; // the storefront and admin console pages (static files)

@@ -24,3 +24,4 @@ mod races;
 mod ranking;
 mod scale;
 mod schema;
+mod web;

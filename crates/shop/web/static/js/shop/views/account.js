@@ -1,0 +1,167 @@
+// Signing up, logging in and out; the balance, charging it, and its history.
+
+import { Action, withQuery } from '../../lib/api.js';
+import { busy, field, formValues, h, replace } from '../../lib/dom.js';
+import { dateTime, t, won } from '../../lib/i18n.js';
+import { href } from '../../lib/router.js';
+
+export async function render(ctx) {
+  const user = ctx.user();
+  if (!user) return signedOut(ctx);
+  return signedIn(ctx, user);
+}
+
+function afterSignIn(ctx) {
+  const next = ctx.params.get('next');
+  if (next && next.startsWith('/')) ctx.navigate(next);
+  else ctx.navigate('/account');
+}
+
+function signedOut(ctx) {
+  const signupMessage = h('div', { class: 'form-message' });
+  const loginMessage = h('div', { class: 'form-message' });
+  const signup = h('form', { id: 'signup-form', class: 'panel', 'aria-labelledby': 'signup-title' },
+    h('h2', { id: 'signup-title' }, t('account.signup')),
+    field(t('account.name'), h('input', { name: 'name', required: true, maxlength: 100, autocomplete: 'nickname' })),
+    field(t('account.email'), h('input', { name: 'email', type: 'email', autocomplete: 'email' }), t('account.emailHint')),
+    field(t('account.password'), h('input', { name: 'password', type: 'password', minlength: 8, maxlength: 128, autocomplete: 'new-password' })),
+    h('button', { type: 'submit', class: 'primary' }, t('account.signup')),
+    signupMessage);
+  const login = h('form', { id: 'login-form', class: 'panel', 'aria-labelledby': 'login-title' },
+    h('h2', { id: 'login-title' }, t('account.login')),
+    field(t('account.email'), h('input', { name: 'email', type: 'email', required: true, autocomplete: 'username' })),
+    field(t('account.password'), h('input', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' })),
+    h('button', { type: 'submit', class: 'primary' }, t('account.login')),
+    loginMessage);
+
+  const signingUp = new Action();
+  signup.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = formValues(signup);
+    if (Boolean(v.email) !== Boolean(v.password)) {
+      signupMessage.replaceChildren(h('p', { class: 'error', role: 'alert' }, t('account.emailAndPassword')));
+      return;
+    }
+    busy(signup, async () => {
+      signupMessage.replaceChildren();
+      try {
+        const body = { name: v.name };
+        if (v.email) Object.assign(body, { email: v.email, password: v.password });
+        const created = await ctx.client.post('/api/v1/users', body, { action: signingUp, auth: false });
+        ctx.session.set({ userId: created.id, name: created.name, token: created.token });
+        ctx.notify(t('account.welcome', { name: created.name }));
+        afterSignIn(ctx);
+      } catch (err) {
+        signupMessage.replaceChildren(ctx.errorBox(err));
+      }
+    });
+  });
+  const loggingIn = new Action();
+  login.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = formValues(login);
+    busy(login, async () => {
+      loginMessage.replaceChildren();
+      try {
+        const s = await ctx.client.post('/api/v1/sessions', { email: v.email, password: v.password }, { action: loggingIn, auth: false });
+        const value = { userId: s.userId, name: `#${s.userId}`, token: s.accessToken, refreshToken: s.refreshToken, accessExpiresAt: s.accessExpiresAt };
+        ctx.session.set(value);
+        try {
+          const me = await ctx.client.get(`/api/v1/users/${s.userId}`);
+          ctx.session.set({ ...value, name: me.name });
+        } catch { /* the name is only for the header */ }
+        afterSignIn(ctx);
+      } catch (err) {
+        loginMessage.replaceChildren(ctx.errorBox(err));
+      }
+    });
+  });
+  replace(ctx.root, h('h1', {}, t('account.title')), h('div', { class: 'columns' }, signup, login));
+}
+
+async function signedIn(ctx, user) {
+  const base = `/api/v1/users/${user.userId}`;
+  const balance = await ctx.client.get(`${base}/balance`);
+  if (!ctx.live()) return;
+  const balanceEl = h('p', { class: 'balance', id: 'balance' }, won(balance.balance));
+  const amount = h('input', { name: 'amount', type: 'number', min: 1, max: 1000000, step: 1, required: true, inputmode: 'numeric' });
+  const chargeMessage = h('div', { class: 'form-message' });
+  const charge = h('form', { id: 'charge-form', class: 'panel', 'aria-labelledby': 'charge-title' },
+    h('h2', { id: 'charge-title' }, t('account.charge')),
+    field(t('account.amount'), amount),
+    h('div', { class: 'quick' }, [10000, 50000, 100000].map((n) => h('button', {
+      type: 'button', on: { click: () => { amount.value = String(n); amount.focus(); } },
+    }, `+${won(n)}`))),
+    h('button', { type: 'submit', class: 'primary' }, t('account.chargeButton')),
+    chargeMessage);
+  const history = h('tbody', {});
+  const more = h('button', { type: 'button', class: 'more', hidden: true }, t('list.more'));
+  const logout = h('button', { type: 'button', id: 'logout' }, t('account.logout'));
+
+  replace(ctx.root,
+    h('h1', {}, t('account.hello', { name: user.name })),
+    h('section', { class: 'panel', 'aria-labelledby': 'balance-title' },
+      h('h2', { id: 'balance-title' }, t('account.balance')), balanceEl),
+    charge,
+    h('section', { 'aria-labelledby': 'history-title' },
+      h('h2', { id: 'history-title' }, t('account.history')),
+      h('table', { class: 'ledger' },
+        h('thead', {}, h('tr', {}, ['account.when', 'account.type', 'account.change', 'account.after', 'account.order']
+          .map((k) => h('th', { scope: 'col' }, t(k))))),
+        history),
+      more),
+    h('nav', { class: 'links', 'aria-label': t('account.links') },
+      h('a', { href: '#/orders' }, t('nav.orders')), ' · ',
+      h('a', { href: '#/my-coupons' }, t('coupons.mine'))),
+    h('p', {}, logout));
+
+  let cursor = null;
+  async function loadHistory(reset) {
+    if (reset) {
+      cursor = null;
+      history.replaceChildren();
+    }
+    const page = await ctx.client.get(withQuery(`${base}/balance/history`, { limit: 20, cursor }));
+    if (!ctx.live()) return;
+    history.append(...page.items.map((e) => h('tr', {},
+      h('td', {}, dateTime(e.createdAt)),
+      h('td', {}, t(`ledger.${e.type}`)),
+      h('td', { class: ['num', e.amount < 0 ? 'minus' : 'plus'] }, `${e.amount > 0 ? '+' : ''}${won(e.amount)}`),
+      h('td', { class: 'num' }, won(e.balanceAfter)),
+      h('td', {}, e.orderId ? h('a', { href: href(`/orders/${e.orderId}`) }, t('orders.number', { id: e.orderId })) : ''))));
+    cursor = page.nextCursor;
+    more.hidden = !cursor;
+  }
+  more.addEventListener('click', () => loadHistory(false).catch((e) => more.after(ctx.errorBox(e))));
+
+  const charging = new Action();
+  charge.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(charge, async () => {
+      chargeMessage.replaceChildren();
+      try {
+        const after = await ctx.client.post(`${base}/balance/charge`, { amount: Number(amount.value) }, { action: charging });
+        balanceEl.textContent = won(after.balance);
+        chargeMessage.replaceChildren(h('p', { class: 'ok', role: 'status' }, t('account.charged', { amount: won(Number(amount.value)) })));
+        amount.value = '';
+        await loadHistory(true);
+      } catch (err) {
+        chargeMessage.replaceChildren(ctx.errorBox(err));
+      }
+    });
+  });
+
+  logout.addEventListener('click', async () => {
+    const s = ctx.session.user();
+    if (s?.refreshToken) {
+      try {
+        await ctx.client.del('/api/v1/sessions/current');
+      } catch { /* signed out here whatever the server says */ }
+    }
+    ctx.session.set(null);
+    ctx.notify(t('account.loggedOut'));
+    ctx.navigate('/');
+  });
+
+  await loadHistory(true);
+}
