@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
             crate::auth::authenticate,
         ));
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    let write_timeout = Duration::from_secs(state.config.write_timeout_secs.max(1)).max(timeout);
     Router::new()
         .merge(api)
         .route("/health/live", get(live))
@@ -163,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
-            time_limit(timeout, req, next)
+            time_limit(timeout, write_timeout, req, next)
         }))
         .layer(
             tower::ServiceBuilder::new()
@@ -183,17 +184,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Answers a request that outlives `limit`. Before its write was handed over for
-/// commit, nothing happened: 503 `TIMEOUT` with `Retry-After`. After, the write goes
-/// on to its end in the writer, and the answer says so: 504 `OUTCOME_UNKNOWN` (a retry
-/// with the same Idempotency-Key tells the outcome).
-async fn time_limit(limit: Duration, mut req: Request, next: Next) -> Response {
+/// Answers a request that outlives its deadline. Before its write was handed over
+/// for commit, nothing happened: 503 `TIMEOUT` with `Retry-After` at `limit`. After,
+/// the answer is the write's outcome, awaited until `write_limit` (from the start);
+/// only past that does it answer 504 `OUTCOME_UNKNOWN` (no `Retry-After`: a retry with
+/// the same Idempotency-Key tells the outcome). The write itself runs in the writer
+/// either way, never cancelled halfway.
+async fn time_limit(
+    limit: Duration,
+    write_limit: Duration,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = http::idempotency::WriteStarted::default();
     req.extensions_mut().insert(started.clone());
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let work = next.run(req);
+    tokio::pin!(work);
+    tokio::select! {
+        res = &mut work => return res,
+        () = tokio::time::sleep(limit) => {}
+    }
+    if !started.is_set() {
+        return ApiError::unavailable("TIMEOUT", "the request took too long").into_response();
+    }
+    match tokio::time::timeout(write_limit.saturating_sub(limit), work).await {
         Ok(res) => res,
-        Err(_) if started.is_set() => http::idempotency::outcome_unknown().into_response(),
-        Err(_) => ApiError::unavailable("TIMEOUT", "the request took too long").into_response(),
+        Err(_) => http::idempotency::outcome_unknown().into_response(),
     }
 }
 

@@ -109,9 +109,17 @@ pub struct Config {
     #[arg(long, env = "SHOP_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Requests taking longer are answered 503, in seconds.
+    /// Requests taking longer are answered 503 `TIMEOUT`, in seconds (nothing was
+    /// done). A request whose write was already handed over for commit waits for its
+    /// outcome instead, up to `SHOP_WRITE_TIMEOUT_SECS`.
     #[arg(long, env = "SHOP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// How long a request whose write was handed over for commit waits for its
+    /// outcome, in seconds from its start; past it, 504 `OUTCOME_UNKNOWN` (the write
+    /// still commits or not, and a retry with the same Idempotency-Key tells which).
+    #[arg(long, env = "SHOP_WRITE_TIMEOUT_SECS", default_value_t = 60)]
+    pub write_timeout_secs: u64,
 
     /// Database connections for reads (writes on SQLite use one connection).
     #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -240,6 +248,7 @@ impl Config {
             ("SHOP_OUTBOX_INTERVAL_MS", self.outbox_interval_ms),
             ("SHOP_OUTBOX_MAX_BACKOFF_MS", self.outbox_max_backoff_ms),
             ("SHOP_REQUEST_TIMEOUT_SECS", self.request_timeout_secs),
+            ("SHOP_WRITE_TIMEOUT_SECS", self.write_timeout_secs),
             ("SHOP_DB_STATEMENT_TIMEOUT_MS", self.db_statement_timeout_ms),
             (
                 "SHOP_HEADER_READ_TIMEOUT_SECS",

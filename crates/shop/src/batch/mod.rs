@@ -294,7 +294,11 @@ async fn apply(
         state.touched.clear();
         let decision = rules::decide(&mut state, &job.work, rules, now);
         let touched = std::mem::take(&mut state.touched);
-        let answer = job.key.as_ref().map(|(claim, render)| {
+        let stored_key = match &decision {
+            Err(refused) if refused.leaves_no_trace() => None,
+            _ => job.key.as_ref(),
+        };
+        let answer = stored_key.map(|(claim, render)| {
             let answer = render(&decision);
             let body = String::from_utf8_lossy(&answer.body).into_owned();
             // A later job of this batch with the same key replays this answer.

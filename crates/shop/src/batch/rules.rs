@@ -78,6 +78,15 @@ pub enum Refused {
     Product(#[from] ProductError),
 }
 
+impl Refused {
+    /// A refusal that tells the caller nothing it may not know: an order that is
+    /// missing or someone else's. Like a 403, it is never stored under the caller's
+    /// idempotency key (so it writes nothing at all).
+    pub fn leaves_no_trace(&self) -> bool {
+        matches!(self, Refused::Order(OrderError::NotFound(_)))
+    }
+}
+
 pub type Decision = Result<Done, Refused>;
 
 /// Limits from configuration.

@@ -558,3 +558,82 @@ async fn idempotency_keys_are_scoped_to_the_caller(#[case] backend: Backend) {
     }
     assert_eq!((app.balance(a).await, app.balance(b).await), (1000, 1000));
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_refused_caller_never_has_its_key_looked_at_or_stored(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let owner = app.user_with_balance("owner", 100_000).await;
+    let other = app.create_user("other").await;
+    let product = app.create_product("pen", 1_000, 100).await;
+    let coupon = app.create_coupon(json!({"totalQuantity": 10})).await;
+    let (s, order) = app.order(owner, &[(product, 1)], None, false).await;
+    assert_eq!(s, StatusCode::CREATED, "{order}");
+    let order = order["id"].as_i64().unwrap();
+    let mutations: Vec<(String, Value, Value)> = vec![
+        (
+            format!("/api/v1/users/{owner}/balance/charge"),
+            json!({"amount": 1000}),
+            json!({"amount": 2000}),
+        ),
+        (
+            "/api/v1/orders".into(),
+            json!({"userId": owner, "items": [{"productId": product, "quantity": 1}], "pay": true}),
+            json!({"userId": owner, "items": [{"productId": product, "quantity": 2}]}),
+        ),
+        (
+            format!("/api/v1/orders/{order}/payment"),
+            json!({}),
+            json!({"x": 1}),
+        ),
+        (
+            format!("/api/v1/orders/{order}/cancel"),
+            json!({}),
+            json!({"x": 1}),
+        ),
+        (
+            format!("/api/v1/coupons/{coupon}/issue"),
+            json!({"userId": owner}),
+            json!({ "userId": owner }),
+        ),
+        (
+            "/api/v1/admin/products".into(),
+            json!({"name": "cup", "price": 500, "stock": 5}),
+            json!({"name": "mug", "price": 500, "stock": 5}),
+        ),
+    ];
+    let w = World { owner, other };
+    let before = footprint(&app).await;
+    for (path, body, another) in &mutations {
+        for who in [As::Nobody, As::BadToken, As::OtherUser] {
+            let token = w.token(&app, who);
+            for b in [body, another, body] {
+                let mut req = app
+                    .client
+                    .post(app.url(path))
+                    .header("Idempotency-Key", "stranger-key")
+                    .json(b);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let res = req.send().await.unwrap();
+                let status = res.status();
+                let answer: Value = res.json().await.unwrap_or(Value::Null);
+                let want = match who {
+                    As::OtherUser if path.starts_with("/api/v1/orders/") => StatusCode::NOT_FOUND,
+                    As::OtherUser => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                // Never 409 or 422: the key was not looked at.
+                assert_eq!(status, want, "POST {path} as {who:?}: {answer}");
+            }
+        }
+    }
+    assert_eq!(
+        footprint(&app).await,
+        before,
+        "a refused caller wrote something"
+    );
+}

@@ -33,7 +33,9 @@ fn rules() -> Rules {
 /// PENDING orders placed long enough ago to be due for expiry at `now`.
 async fn seeded(backend: Backend, now: DateTime<Utc>) -> (TestDatabase, Db) {
     let test_db = TestDatabase::new(backend).await;
-    let db = Db::connect(&test_db.url, 4, std::time::Duration::from_secs(5))
+    // A generous statement timeout: a statement cancelled on a busy machine would make
+    // its batch run again, and a retried batch reserves new ids on PostgreSQL.
+    let db = Db::connect(&test_db.url, 4, std::time::Duration::from_secs(120))
         .await
         .expect("database");
     let earlier = now - TimeDelta::minutes(10);

@@ -24,4 +24,5 @@ mod races;
 mod ranking;
 mod scale;
 mod schema;
+mod truth;
 mod web;
