@@ -171,7 +171,7 @@ async fn mixed_write(
     {
         req = req.bearer_auth(token);
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         req = req.header("Idempotency-Key", format!("storm-{i}"));
     }
     req.send().await.ok().map(|r| r.status())
