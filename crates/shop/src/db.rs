@@ -151,6 +151,9 @@ impl Db {
             let url = format!("sqlite://{path}?mode={mode}");
             let opts = AnyConnectOptions::from_str(&url)?;
             let write = AnyPoolOptions::new()
+                // A broken connection shows on use (and a batch runs again); a ping
+                // before every use would double each request's round trips.
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
@@ -158,6 +161,9 @@ impl Db {
                 .await
                 .with_context(|| format!("opening the database {path}"))?;
             let read = AnyPoolOptions::new()
+                // A broken connection shows on use (and a batch runs again); a ping
+                // before every use would double each request's round trips.
+                .test_before_acquire(false)
                 .max_connections(max_connections.max(1))
                 .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
                 .connect_with(opts)
@@ -173,6 +179,9 @@ impl Db {
             first_postgres_connection(url).await?;
             let timeout_ms = statement_timeout.as_millis().max(1) as u64;
             let pool = AnyPoolOptions::new()
+                // A broken connection shows on use (and a batch runs again); a ping
+                // before every use would double each request's round trips.
+                .test_before_acquire(false)
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(30))
                 .after_connect(move |conn, _meta| {

@@ -108,6 +108,11 @@ fn describe() {
         Unit::Seconds,
         "Time a batch of the write path takes: read, decide, write, commit"
     );
+    describe_histogram!(
+        "shop_batch_phase_seconds",
+        Unit::Seconds,
+        "Time each phase of a batch takes: read (begin and read rows), decide, write, commit"
+    );
     describe_counter!(
         "shop_batch_jobs_total",
         "Jobs through the write path, by kind (order, order_and_pay, pay, cancel, charge, coupon_issue, stock, expire)"

@@ -264,6 +264,7 @@ async fn apply(
 ) -> Result<Vec<Outcome>, Failure> {
     let now_ms = to_millis(now);
     let backend = db.backend;
+    let mut clock = Phases::start();
     let mut tx = db.begin().await.map_err(Failure::Aborted)?;
     let works: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
     let keys: Vec<(&str, &str)> = jobs
@@ -274,6 +275,7 @@ async fn apply(
     let (mut state, mut stored) = sql::load(&mut tx, backend, &works, &keys, now_ms)
         .await
         .map_err(Failure::Aborted)?;
+    clock.lap("read");
     let mut new_keys = Vec::new();
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -327,6 +329,7 @@ async fn apply(
             touched,
         });
     }
+    clock.lap("decide");
     if state.changes.is_empty() && new_keys.is_empty() {
         // Only refusals and replays: nothing to make durable.
         drop(tx);
@@ -335,12 +338,30 @@ async fn apply(
     sql::write(&mut tx, backend, &state, &new_keys, now_ms)
         .await
         .map_err(Failure::Aborted)?;
+    clock.lap("write");
     tx.commit().await.map_err(|e| match e {
         // The database answered: it rolled back.
         sqlx::Error::Database(_) => Failure::Aborted(e),
         other => Failure::Unknown(other),
     })?;
+    clock.lap("commit");
     Ok(outcomes)
+}
+
+/// Times the phases of a batch (`shop_batch_phase_seconds{phase}`).
+struct Phases(Instant);
+
+impl Phases {
+    fn start() -> Phases {
+        Phases(Instant::now())
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        metrics::histogram!("shop_batch_phase_seconds", "phase" => phase)
+            .record((now - self.0).as_secs_f64());
+        self.0 = now;
+    }
 }
 
 /// The number of writer tasks by default: one on SQLite (one writer); on PostgreSQL

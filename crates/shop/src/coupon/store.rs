@@ -9,7 +9,8 @@ use crate::http::Paging;
 use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 
-#[derive(FromRow)]
+/// A coupon as stored (read by row, or from a JSON array of its columns in order).
+#[derive(FromRow, serde::Deserialize)]
 pub struct CouponRow {
     id: i64,
     name: String,

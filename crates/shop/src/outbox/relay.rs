@@ -167,12 +167,8 @@ impl Relay {
             self.sink.flush().await?;
         }
         let mut tx = self.db.begin().await?;
-        for seq in &sent {
-            store::mark_delivered(&mut tx, *seq, now_ms).await?;
-        }
-        for (seq, retry_at, error, park) in &failed {
-            store::mark_failed(&mut tx, *seq, *retry_at, error, *park, now_ms).await?;
-        }
+        store::mark_delivered(&mut tx, self.db.backend, &sent, now_ms).await?;
+        store::mark_failed(&mut tx, self.db.backend, &failed, now_ms).await?;
         tx.commit().await?;
         let sink = self.sink.name();
         metrics::counter!("shop_outbox_delivered_total", "sink" => sink)

@@ -72,39 +72,55 @@ pub async fn undelivered(
     .await
 }
 
+/// Marks the events `seqs` delivered, in one statement.
 pub async fn mark_delivered(
     conn: &mut AnyConnection,
-    seq: i64,
+    backend: crate::db::Backend,
+    seqs: &[i64],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update outbox_events set delivered_at = $1, attempts = attempts + 1 where seq = $2",
-    )
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<[i64; 1]> = seqs.iter().map(|s| [*s]).collect();
+    sqlx::query(&crate::batch::sql::sql(
+        backend,
+        "update outbox_events set delivered_at = $2, attempts = attempts + 1
+         where seq in (select cast(j.value ->> 0 as bigint) from {rows})",
+    ))
+    .bind(serde_json::to_string(&rows).expect("seqs serialize"))
     .bind(now_ms)
-    .bind(seq)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Records a failed attempt: retried at `next_attempt_ms`, or parked when `park`.
+/// A failed attempt: the event's seq, when to try again, the error, and whether it is
+/// parked (until an admin retries it).
+pub type Failed = (i64, i64, String, bool);
+
+/// Records failed attempts, in one statement.
 pub async fn mark_failed(
     conn: &mut AnyConnection,
-    seq: i64,
-    next_attempt_ms: i64,
-    error: &str,
-    park: bool,
+    backend: crate::db::Backend,
+    failed: &[Failed],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update outbox_events set attempts = attempts + 1, next_attempt_at = $1, last_error = $2,
-             parked_at = $3
-         where seq = $4",
-    )
-    .bind(next_attempt_ms)
-    .bind(error)
-    .bind(park.then_some(now_ms))
-    .bind(seq)
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = failed
+        .iter()
+        .map(|(seq, next, error, park)| (seq, next, error, park.then_some(now_ms)))
+        .collect();
+    sqlx::query(&crate::batch::sql::sql(
+        backend,
+        "update outbox_events set attempts = outbox_events.attempts + 1,
+             next_attempt_at = cast(j.value ->> 1 as bigint), last_error = j.value ->> 2,
+             parked_at = cast(j.value ->> 3 as bigint)
+         from {rows} where outbox_events.seq = cast(j.value ->> 0 as bigint)",
+    ))
+    .bind(serde_json::to_string(&rows).expect("failures serialize"))
     .execute(conn)
     .await?;
     Ok(())

@@ -9,7 +9,8 @@ use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    Backend, Nats, TestApp, assert_each_order_in_order, spawn_app_with, start_instance,
+    Backend, Nats, TestApp, assert_each_order_in_order, launch_instance, spawn_app_with,
+    start_instance,
 };
 
 /// The reference consumer, running in this process against its own SQLite file.
@@ -230,14 +231,14 @@ async fn a_crash_between_publish_and_mark_is_absorbed_by_the_dedupe_id() {
         let (s, _) = app.order(user, &[(p, 1)], None, true).await;
         assert_eq!(s, StatusCode::CREATED);
     }
-    let mut crashing = start_instance(
+    // It may die before it would answer a readiness probe.
+    let mut crashing = launch_instance(
         &app,
         &[
             ("SHOP_NATS_URL", nats.url.as_str()),
             ("SHOP_FAULT_EXIT_AFTER_PUBLISH", "4"),
         ],
-    )
-    .await;
+    );
     let status = tokio::task::spawn_blocking(move || {
         let status = crashing.child.wait().unwrap();
         drop(crashing);

@@ -615,8 +615,27 @@ pub fn free_port() -> u16 {
 }
 
 /// Starts the `shop` binary against the test's database (and Redis prefix), with
-/// `extra` environment variables.
+/// `extra` environment variables, and waits until it is ready.
 pub async fn start_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
+    let instance = launch_instance(app, extra);
+    for _ in 0..200 {
+        if let Ok(res) = app
+            .client
+            .get(format!("{}/health/ready", instance.base))
+            .send()
+            .await
+            && res.status() == StatusCode::OK
+        {
+            return instance;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("instance at {} did not become ready", instance.base);
+}
+
+/// Starts the `shop` binary as [`start_instance`] does, without waiting for it (for
+/// one that is meant to die early).
+pub fn launch_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
     let port = free_port();
     let config = &app.state.config;
     let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
@@ -639,23 +658,10 @@ pub async fn start_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
         .stderr(Stdio::null())
         .spawn()
         .expect("start shop");
-    let instance = Instance {
+    Instance {
         child,
         base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if let Ok(res) = app
-            .client
-            .get(format!("{}/health/ready", instance.base))
-            .send()
-            .await
-            && res.status() == StatusCode::OK
-        {
-            return instance;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("instance on port {port} did not become ready");
 }
 
 /// A nats-server with JetStream of the test's own, on a free loopback port, with its
