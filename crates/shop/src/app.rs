@@ -304,6 +304,7 @@ pub async fn spawn_workers(
         (None, None) => Sink::file(events_file(state)),
     };
     let relay = Relay {
+        writer: state.writer.clone(),
         db: state.db.clone(),
         sink,
         clock: state.clock.clone(),
@@ -344,7 +345,7 @@ async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "order expiry pass failed"),
         }
         if passes.is_multiple_of(600)
-            && let Err(e) = http::idempotency::purge_expired(&state.db, now).await
+            && let Err(e) = http::idempotency::purge_expired(&state.writer, now).await
         {
             tracing::warn!(error = %e, "idempotency purge failed");
         }

@@ -365,6 +365,11 @@ impl Db {
         }
     }
 
+    /// A connection of the write pool (the one on SQLite), for the writer to hold.
+    pub async fn write_connection(&self) -> Result<sqlx::pool::PoolConnection<Any>, sqlx::Error> {
+        self.write.acquire().await
+    }
+
     /// The pool for reads outside a transaction.
     pub fn read(&self) -> &AnyPool {
         &self.read
@@ -481,4 +486,12 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `err` says the connection itself failed (it should not be used again).
+pub fn is_connection_error(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+    )
 }

@@ -111,7 +111,7 @@ fn describe() {
     describe_histogram!(
         "shop_batch_phase_seconds",
         Unit::Seconds,
-        "Time each phase of a batch takes: read (begin and read rows), decide, write, commit"
+        "Time each phase of a batch takes: begin (waiting for the write connection or lock), read, decide, write, commit"
     );
     describe_counter!(
         "shop_batch_jobs_total",

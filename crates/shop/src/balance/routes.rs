@@ -55,8 +55,10 @@ pub async fn create_user(
     let name = validate_name(&req.name)?;
     let now = to_millis(state.clock.now());
     let user = state
-        .db
-        .transact(move |tx| Box::pin(async move { store::create_user(tx, &name, now).await }))
+        .writer
+        .transact::<_, sqlx::Error>(Box::new(move |tx| {
+            Box::pin(async move { store::create_user(tx, &name, now).await })
+        }))
         .await?;
     let created = CreatedUser {
         token: state.auth.token_for(user.id),

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use rules::{Decision, Done, Refused, Rules, Work};
@@ -83,17 +85,30 @@ pub enum Outcome {
     Unknown,
 }
 
-struct Ticket {
-    job: Job,
-    reply: oneshot::Sender<Outcome>,
-    /// Dropped after the job's outcome is known (an idempotency key held in flight).
-    _hold: Option<Box<dyn Send>>,
+/// What the writer is asked to do: a job of a batch, or a write of its own (a task,
+/// run in a transaction of its own on the writer's connection).
+enum Ticket {
+    Job {
+        job: Job,
+        reply: oneshot::Sender<Outcome>,
+        /// Dropped after the job's outcome is known (an idempotency key held in flight).
+        _hold: Option<Box<dyn Send>>,
+    },
+    Task(Task),
 }
+
+/// A write outside the batches, run by a writer on its connection.
+type Task = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, ()> + Send>;
+
+/// The work of a write outside the batches: runs in the transaction it is given.
+pub type TxWork<T, E> =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send>;
 
 /// The queue of the writer tasks.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Ticket>,
+    backend: Backend,
 }
 
 /// How many times a batch runs again after a transient failure.
@@ -112,6 +127,7 @@ impl Writer {
     ) -> Writer {
         let (queue, rx) = mpsc::channel(16_384);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let backend = db.backend;
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(
                 db.clone(),
@@ -121,14 +137,14 @@ impl Writer {
                 max_batch.max(1),
             ));
         }
-        Writer { queue }
+        Writer { queue, backend }
     }
 
     /// Queues `job` and waits for its outcome. `hold` is dropped once the outcome is
     /// known, even if the caller has stopped waiting.
     pub async fn submit(&self, job: Job, hold: Option<Box<dyn Send>>) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        let ticket = Ticket {
+        let ticket = Ticket::Job {
             job,
             reply,
             _hold: hold,
@@ -142,6 +158,51 @@ impl Writer {
             Outcome::Unknown
         })
     }
+
+    /// Runs `work` in a transaction of its own on a writer's connection and commits it
+    /// when `work` succeeds (rolls back otherwise). Every write goes through the
+    /// writers: on SQLite they hold its one write connection while there is work. The
+    /// transaction runs in the writer, so a caller that goes away cannot cancel it
+    /// halfway.
+    pub async fn transact<T, E>(&self, work: TxWork<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<sqlx::Error> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let backend = self.backend;
+        let task: Task = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = async {
+                    let mut tx = begin(backend, conn).await?;
+                    let value = work(&mut tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                .await;
+                let _ = reply.send(result);
+            })
+        });
+        if self.queue.send(Ticket::Task(task)).await.is_err() {
+            return Err(E::from(sqlx::Error::PoolClosed));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+/// Begins a write transaction on `conn` (`BEGIN IMMEDIATE` on SQLite: the write lock
+/// up front).
+pub async fn begin(
+    backend: Backend,
+    conn: &mut AnyConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+    use sqlx::Connection;
+    match backend {
+        Backend::Sqlite => AnyConnection::begin_with(conn, "BEGIN IMMEDIATE").await,
+        Backend::Postgres => conn.begin().await,
+    }
 }
 
 async fn writer(
@@ -151,12 +212,27 @@ async fn writer(
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Ticket>>>,
     max_batch: usize,
 ) {
+    // The write connection, held while there is work (acquiring it for every batch
+    // costs a trip through the pool, which returns a connection from a task of its
+    // own), and handed back when the queue is empty.
+    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
     loop {
-        // Take what is waiting (at least one job), then let go of the queue so that
+        // Take what is waiting (at least one), then let go of the queue so that
         // another writer can take the next batch while this one runs.
-        let tickets = {
+        let (tickets, more) = {
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
+            let first = if held.is_some() {
+                match rx.try_recv() {
+                    Ok(first) => first,
+                    Err(_) => {
+                        held = None;
+                        continue;
+                    }
+                }
+            } else {
+                let Some(first) = rx.recv().await else { return };
+                first
+            };
             let mut tickets = vec![first];
             while tickets.len() < max_batch {
                 match rx.try_recv() {
@@ -164,17 +240,64 @@ async fn writer(
                     Err(_) => break,
                 }
             }
-            tickets
+            let more = !rx.is_empty();
+            (tickets, more)
         };
-        let started = Instant::now();
-        let jobs: Vec<&Job> = tickets.iter().map(|t| &t.job).collect();
-        let outcomes = run(&db, &rules, clock.now(), &jobs).await;
-        metrics::histogram!("shop_batch_size").record(tickets.len() as f64);
-        metrics::histogram!("shop_batch_seconds").record(started.elapsed().as_secs_f64());
-        for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
-            metrics::counter!("shop_batch_jobs_total", "kind" => ticket.job.work.kind())
-                .increment(1);
-            let _ = ticket.reply.send(outcome);
+        let conn = match &mut held {
+            Some(conn) => conn,
+            None => match db.write_connection().await {
+                Ok(conn) => held.insert(conn),
+                Err(e) => {
+                    tracing::error!(error = %e, "the writer has no database connection");
+                    fail(tickets);
+                    continue;
+                }
+            },
+        };
+        let mut jobs = Vec::new();
+        for ticket in tickets {
+            match ticket {
+                Ticket::Task(task) => task(conn).await,
+                job => jobs.push(job),
+            }
+        }
+        if !jobs.is_empty() {
+            let started = Instant::now();
+            let refs: Vec<&Job> = jobs
+                .iter()
+                .map(|t| match t {
+                    Ticket::Job { job, .. } => job,
+                    Ticket::Task(_) => unreachable!("tasks ran"),
+                })
+                .collect();
+            let (outcomes, broken) = run_on(db.backend, conn, &rules, clock.now(), &refs).await;
+            metrics::histogram!("shop_batch_size").record(refs.len() as f64);
+            metrics::histogram!("shop_batch_seconds").record(started.elapsed().as_secs_f64());
+            drop(refs);
+            for (ticket, outcome) in jobs.into_iter().zip(outcomes) {
+                if let Ticket::Job { job, reply, .. } = ticket {
+                    metrics::counter!("shop_batch_jobs_total", "kind" => job.work.kind())
+                        .increment(1);
+                    let _ = reply.send(outcome);
+                }
+            }
+            if broken && let Some(mut conn) = held.take() {
+                // The connection may be broken: do not hand it to anyone else.
+                conn.close_on_drop();
+            }
+        }
+        if !more {
+            held = None;
+        }
+    }
+}
+
+/// Answers jobs that cannot run (no connection); tasks are dropped, so their callers
+/// learn it.
+fn fail(tickets: Vec<Ticket>) {
+    for ticket in tickets {
+        if let Ticket::Job { reply, .. } = ticket {
+            let _ = reply.send(Outcome::RolledBack { transient: true });
         }
     }
 }
@@ -187,14 +310,36 @@ enum Failure {
     Unknown(sqlx::Error),
 }
 
-/// Runs `jobs` as one batch at `now`, again after transient failures, split in halves
-/// after others (or after too many retries); returns each job's outcome, in order.
+/// Runs `jobs` as one batch at `now` on a connection of `db`'s write pool (see
+/// [`run_on`]).
 pub async fn run(
     db: &Db,
     rules: &Rules,
     now: chrono::DateTime<chrono::Utc>,
     jobs: &[&Job],
 ) -> Vec<Outcome> {
+    match db.write_connection().await {
+        Ok(mut conn) => run_on(db.backend, &mut conn, rules, now, jobs).await.0,
+        Err(e) => {
+            tracing::error!(error = %e, "no database connection for a batch");
+            jobs.iter()
+                .map(|_| Outcome::RolledBack { transient: true })
+                .collect()
+        }
+    }
+}
+
+/// Runs `jobs` as one batch at `now` on `conn`, again after transient failures, split
+/// in halves after others (or after too many retries); returns each job's outcome, in
+/// order, and whether the connection may be broken (then it was not used again).
+pub async fn run_on(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    rules: &Rules,
+    now: chrono::DateTime<chrono::Utc>,
+    jobs: &[&Job],
+) -> (Vec<Outcome>, bool) {
+    let mut broken = false;
     let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
     // Ranges still to run, the next on top.
     let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
@@ -202,7 +347,13 @@ pub async fn run(
     while let Some(range) = pending.pop() {
         let mut attempt = 0;
         loop {
-            match apply(db, rules, now, &jobs[range.clone()]).await {
+            if broken {
+                for slot in &mut outcomes[range.clone()] {
+                    *slot = Some(Outcome::RolledBack { transient: true });
+                }
+                break;
+            }
+            match apply(backend, conn, rules, now, &jobs[range.clone()]).await {
                 Ok(done) => {
                     for (slot, outcome) in outcomes[range.clone()].iter_mut().zip(done) {
                         *slot = Some(outcome);
@@ -210,9 +361,18 @@ pub async fn run(
                     break;
                 }
                 Err(Failure::Unknown(e)) => {
+                    broken = true;
                     tracing::error!(error = %e, jobs = range.len(), "a batch's commit got no answer: its outcome is unknown");
                     for slot in &mut outcomes[range.clone()] {
                         *slot = Some(Outcome::Unknown);
+                    }
+                    break;
+                }
+                Err(Failure::Aborted(e)) if crate::db::is_connection_error(&e) => {
+                    broken = true;
+                    tracing::error!(error = %e, jobs = range.len(), "a batch lost its connection and was rolled back");
+                    for slot in &mut outcomes[range.clone()] {
+                        *slot = Some(Outcome::RolledBack { transient: true });
                     }
                     break;
                 }
@@ -249,23 +409,25 @@ pub async fn run(
             }
         }
     }
-    outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|o| o.expect("every job ran"))
-        .collect()
+        .collect();
+    (outcomes, broken)
 }
 
 /// One attempt at a batch: read, decide, write, commit.
 async fn apply(
-    db: &Db,
+    backend: Backend,
+    conn: &mut AnyConnection,
     rules: &Rules,
     now: chrono::DateTime<chrono::Utc>,
     jobs: &[&Job],
 ) -> Result<Vec<Outcome>, Failure> {
     let now_ms = to_millis(now);
-    let backend = db.backend;
     let mut clock = Phases::start();
-    let mut tx = db.begin().await.map_err(Failure::Aborted)?;
+    let mut tx = begin(backend, conn).await.map_err(Failure::Aborted)?;
+    clock.lap("begin");
     let works: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
     let keys: Vec<(&str, &str)> = jobs
         .iter()

@@ -27,7 +27,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
-use futures::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
@@ -133,8 +132,8 @@ async fn spend_on_refusal(
     let refusal = String::from_utf8_lossy(&body).into_owned();
     let ours = claim.fingerprint.clone();
     let (fingerprint, status, first): (String, i64, String) = state
-        .db
-        .transact(move |tx| {
+        .writer
+        .transact::<_, sqlx::Error>(Box::new(move |tx| {
             Box::pin(async move {
                 sqlx::query(
                     "insert into idempotency_keys
@@ -158,7 +157,7 @@ async fn spend_on_refusal(
                 .fetch_one(&mut *tx)
                 .await
             })
-        })
+        }))
         .await?;
     Ok(if fingerprint != ours {
         reused().into_response()
@@ -437,71 +436,96 @@ impl AppState {
 // ---- writes outside the batch ----
 
 /// The work of a write outside the batch: runs in the transaction it is given.
-pub type TxWork<T> =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, ApiError>> + Send>;
+pub type TxWork<T> = crate::batch::TxWork<T, ApiError>;
 
-/// Runs `work` in a transaction of its own, with the request's key in the same
-/// commit: a repeat of the key replays the stored answer; success answers `status`
-/// and the value. The transaction runs in a task of its own, so a client that goes
-/// away cannot cancel it halfway.
+/// Why a keyed write outside the batch did not commit.
+enum KeyedError {
+    Api(ApiError),
+    /// Another instance stored an answer under the key first (its commit came between
+    /// our read of the key and our insert of it).
+    Taken,
+}
+
+impl From<sqlx::Error> for KeyedError {
+    fn from(e: sqlx::Error) -> Self {
+        KeyedError::Api(e.into())
+    }
+}
+
+impl From<ApiError> for KeyedError {
+    fn from(e: ApiError) -> Self {
+        KeyedError::Api(e)
+    }
+}
+
+/// What a keyed write outside the batch answered: the value when it did the work,
+/// and the answer (a replay when the key was used before).
+type Keyed<T> = (Option<T>, Response);
+
+/// Runs `work` in a transaction of its own in the writer, with the request's key in
+/// the same commit: a repeat of the key replays the stored answer; success answers
+/// `status` and the value. Running in the writer, it cannot be cancelled halfway by a
+/// client that goes away.
 pub async fn transact<T: Serialize + Send + 'static>(
     state: &AppState,
     idem: &Idempotency,
     held: Option<Held>,
     status: StatusCode,
     work: TxWork<T>,
-) -> Result<(Option<T>, Response), ApiError> {
-    let db = state.db.clone();
+) -> Result<Keyed<T>, ApiError> {
     let now_ms = to_millis(state.clock.now());
+    let claim = held.as_ref().map(|h| h.claim.clone());
     idem.started().mark();
-    let task = tokio::spawn(async move {
-        let claim = held.as_ref().map(|h| h.claim.clone());
-        let result = run_keyed(&db, claim.as_ref(), status, now_ms, work).await;
-        drop(held);
-        result
-    });
-    task.await
-        .map_err(|_| ApiError::internal("a write task panicked"))?
+    let result = state
+        .writer
+        .transact::<_, KeyedError>(Box::new(move |tx| {
+            Box::pin(async move {
+                let done = keyed(tx, claim.as_ref(), status, now_ms, work).await;
+                // The key stays in flight until its outcome is known.
+                drop(held);
+                done
+            })
+        }))
+        .await;
+    match result {
+        Ok(done) => Ok(done),
+        Err(KeyedError::Api(e)) => Err(e),
+        Err(KeyedError::Taken) => Err(in_progress()),
+    }
 }
 
-async fn run_keyed<T: Serialize>(
-    db: &crate::db::Db,
+async fn keyed<T: Serialize>(
+    tx: &mut AnyConnection,
     claim: Option<&Claim>,
     status: StatusCode,
     now_ms: i64,
     work: TxWork<T>,
-) -> Result<(Option<T>, Response), ApiError> {
-    let mut tx = db.begin().await?;
+) -> Result<Keyed<T>, KeyedError> {
     if let Some(claim) = claim
-        && let Some(res) = stored_answer(&mut tx, claim).await?
+        && let Some(res) = stored_answer(&mut *tx, claim).await?
     {
         return Ok((None, res));
     }
     let Some(claim) = claim else {
-        let value = work(&mut tx).await?;
-        tx.commit().await.map_err(commit_error)?;
+        let value = work(&mut *tx).await?;
         let body = serde_json::to_vec(&value).map_err(ApiError::internal)?;
-        return Ok((
-            Some(value),
-            json_response(Answer {
-                status: status.as_u16(),
-                body: body.into(),
-            }),
-        ));
+        let answer = Answer {
+            status: status.as_u16(),
+            body: body.into(),
+        };
+        return Ok((Some(value), json_response(answer)));
     };
     sqlx::query("savepoint work").execute(&mut *tx).await?;
-    let (value, answer) = match work(&mut tx).await {
+    let (value, answer) = match work(&mut *tx).await {
         Ok(value) => {
             let body = serde_json::to_vec(&value).map_err(ApiError::internal)?;
-            (
-                Some(value),
-                Answer {
-                    status: status.as_u16(),
-                    body: body.into(),
-                },
-            )
+            let answer = Answer {
+                status: status.as_u16(),
+                body: body.into(),
+            };
+            (Some(value), answer)
         }
-        Err(e) if e.status.is_server_error() => return Err(e),
+        Err(e) if e.status.is_server_error() => return Err(e.into()),
         Err(refusal) => {
             sqlx::query("rollback to savepoint work")
                 .execute(&mut *tx)
@@ -511,7 +535,7 @@ async fn run_keyed<T: Serialize>(
     };
     let stored = sqlx::query(
         "insert into idempotency_keys (scope, idem_key, fingerprint, state, status_code, body, created_at)
-         values ($1, $2, $3, 'DONE', $4, $5, $6)",
+         values ($1, $2, $3, 'DONE', $4, $5, $6) on conflict (scope, idem_key) do nothing",
     )
     .bind(&claim.scope)
     .bind(&claim.key)
@@ -520,32 +544,12 @@ async fn run_keyed<T: Serialize>(
     .bind(String::from_utf8_lossy(&answer.body).into_owned())
     .bind(now_ms)
     .execute(&mut *tx)
-    .await;
-    match stored {
-        Ok(_) => {}
-        // Another instance answered the same key first: replay its answer.
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            drop(tx);
-            let mut tx = db.begin().await?;
-            return match stored_answer(&mut tx, claim).await? {
-                Some(res) => Ok((None, res)),
-                None => Err(in_progress()),
-            };
-        }
-        Err(e) => return Err(e.into()),
+    .await?;
+    if stored.rows_affected() == 0 {
+        // Another instance answered the key first: this work must not commit.
+        return Err(KeyedError::Taken);
     }
-    tx.commit().await.map_err(commit_error)?;
     Ok((value, json_response(answer)))
-}
-
-fn commit_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::Database(_) => e.into(),
-        other => {
-            tracing::error!(error = %other, "a commit got no answer");
-            outcome_unknown()
-        }
-    }
 }
 
 /// The answer stored under `claim`'s key: a replay, or 422 for another request.
@@ -572,24 +576,23 @@ async fn stored_answer(
     }))
 }
 
-/// Deletes keys older than [`RETENTION`]. Returns how many.
+/// Deletes keys older than [`RETENTION`] (in the writer). Returns how many.
 pub async fn purge_expired(
-    db: &crate::db::Db,
+    writer: &crate::batch::Writer,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let db = db.clone();
-    tokio::spawn(async move {
-        let mut tx = db.begin().await?;
-        let n = sqlx::query("delete from idempotency_keys where created_at < $1")
-            .bind(to_millis(now - RETENTION))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n)
-    })
-    .await
-    .map_err(|_| sqlx::Error::WorkerCrashed)?
+    let before = to_millis(now - RETENTION);
+    writer
+        .transact(Box::new(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query("delete from idempotency_keys where created_at < $1")
+                    .bind(before)
+                    .execute(tx)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        }))
+        .await
 }
 
 #[cfg(test)]

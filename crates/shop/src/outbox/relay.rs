@@ -34,6 +34,9 @@ pub fn backoff(attempts: i64, cap: Duration) -> Duration {
 }
 
 pub struct Relay {
+    /// Marks deliveries through the writer (on SQLite, the one write connection is
+    /// the writer's while it has work).
+    pub writer: crate::batch::Writer,
     pub db: Db,
     pub sink: Sink,
     pub clock: Arc<dyn Clock>,
@@ -166,10 +169,16 @@ impl Relay {
         if !sent.is_empty() {
             self.sink.flush().await?;
         }
-        let mut tx = self.db.begin().await?;
-        store::mark_delivered(&mut tx, self.db.backend, &sent, now_ms).await?;
-        store::mark_failed(&mut tx, self.db.backend, &failed, now_ms).await?;
-        tx.commit().await?;
+        let backend = self.db.backend;
+        let marks = (sent.clone(), failed.clone());
+        self.writer
+            .transact::<_, sqlx::Error>(Box::new(move |tx| {
+                Box::pin(async move {
+                    store::mark_delivered(&mut *tx, backend, &marks.0, now_ms).await?;
+                    store::mark_failed(&mut *tx, backend, &marks.1, now_ms).await
+                })
+            }))
+            .await?;
         let sink = self.sink.name();
         metrics::counter!("shop_outbox_delivered_total", "sink" => sink)
             .increment(sent.len() as u64);

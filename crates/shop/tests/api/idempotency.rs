@@ -697,7 +697,7 @@ async fn keys_are_kept_for_24_hours(#[case] backend: Backend) {
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     app.clock.advance(TimeDelta::hours(24));
     let now = shop::clock::Clock::now(&*app.clock);
-    shop::http::idempotency::purge_expired(&app.state.db, now)
+    shop::http::idempotency::purge_expired(&app.state.writer, now)
         .await
         .expect("purge");
     let again = post(&app, &path, r#"{"amount": 1000}"#, "day-key").await;
