@@ -74,13 +74,8 @@ impl AppState {
         } else {
             1
         };
-        let writers = config
-            .batch_writers
-            .unwrap_or(crate::batch::default_writers(
-                db.backend,
-                config.group_commit,
-                config.db_max_connections,
-            ));
+        let writers =
+            crate::batch::writers(db.backend, config.batch_writers, config.db_max_connections);
         let rules = crate::batch::Rules {
             order: config.order_rules(),
             max_balance: crate::money::Won(config.max_balance),

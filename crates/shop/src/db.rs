@@ -178,34 +178,29 @@ impl Db {
         } else if is_postgres_url(url) {
             first_postgres_connection(url).await?;
             let timeout_ms = statement_timeout.as_millis().max(1) as u64;
-            let pool = AnyPoolOptions::new()
+            let (writes, reads) = pool_sizes(max_connections);
+            let write = AnyPoolOptions::new()
                 // A broken connection shows on use (and a batch runs again); a ping
                 // before every use would double each request's round trips.
                 .test_before_acquire(false)
-                .max_connections(max_connections.max(2))
+                .max_connections(writes)
                 .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
-                            .await?;
-                        conn.execute(
-                            format!(
-                                "SET idle_in_transaction_session_timeout = {}",
-                                timeout_ms * 4
-                            )
-                            .as_str(),
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
+                .after_connect(move |conn, _meta| postgres_session(conn, timeout_ms, true))
+                .connect(url)
+                .await
+                .with_context(|| format!("connecting to PostgreSQL at {}", postgres_target(url)))?;
+            let read = AnyPoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(reads)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _meta| postgres_session(conn, timeout_ms, false))
                 .connect(url)
                 .await
                 .with_context(|| format!("connecting to PostgreSQL at {}", postgres_target(url)))?;
             Db {
                 backend: Backend::Postgres,
-                write: pool.clone(),
-                read: pool,
+                write,
+                read,
                 sqlite_path: None,
                 url: url.to_string(),
             }
@@ -215,10 +210,15 @@ impl Db {
         Ok(db)
     }
 
-    /// Runs the migrations this build has and the database lacks.
+    /// Runs the migrations this build has and the database lacks (on PostgreSQL on a
+    /// connection with the planner's defaults).
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let pool = match self.backend {
+            Backend::Sqlite => &self.write,
+            Backend::Postgres => &self.read,
+        };
         migrator(self.backend)
-            .run(&self.write)
+            .run(pool)
             .await
             .context("running the database migrations")?;
         Ok(())
@@ -486,6 +486,43 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Settings of every PostgreSQL connection: statements are bounded (a stuck query cannot
+/// hold a row lock forever), an idle transaction by four times that. On the writers'
+/// connections (`writes`) the planner looks rows up by key: their statements take lists
+/// as one JSON parameter, whose length it cannot see, and would otherwise hash-join
+/// them with whole tables.
+fn postgres_session(
+    conn: &mut sqlx::AnyConnection,
+    timeout_ms: u64,
+    writes: bool,
+) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+            .await?;
+        conn.execute(
+            format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                timeout_ms * 4
+            )
+            .as_str(),
+        )
+        .await?;
+        if writes {
+            for off in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+                conn.execute(format!("SET {off} = off").as_str()).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// How the `max` PostgreSQL connections of an instance are shared: (writers', readers').
+/// The writers hold theirs while they have work; one writer per write connection.
+pub fn pool_sizes(max: u32) -> (u32, u32) {
+    let writes = (max / 4).clamp(2, 8);
+    (writes, max.saturating_sub(writes).max(2))
 }
 
 /// Whether `err` says the connection itself failed (it should not be used again).

@@ -104,11 +104,16 @@ type Task = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, ()> +
 pub type TxWork<T, E> =
     Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send>;
 
-/// The queue of the writer tasks.
+/// The queues of the writer tasks: one each. A job goes to the writer of the row it
+/// contends for (its product, coupon, user or order): jobs on one hot row wait in one
+/// queue and share its batches, instead of batches of several writers waiting for
+/// each other's locks on that row.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Ticket>,
+    queues: Arc<[mpsc::Sender<Ticket>]>,
     backend: Backend,
+    /// Spreads writes outside the batches over the writers.
+    next_task: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How many times a batch runs again after a transient failure.
@@ -125,31 +130,45 @@ impl Writer {
         max_batch: usize,
         writers: usize,
     ) -> Writer {
-        let (queue, rx) = mpsc::channel(16_384);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let backend = db.backend;
-        for _ in 0..writers.max(1) {
-            tokio::spawn(writer(
-                db.clone(),
-                clock.clone(),
-                rules,
-                rx.clone(),
-                max_batch.max(1),
-            ));
+        let queues = (0..writers.max(1))
+            .map(|_| {
+                let (queue, rx) = mpsc::channel(16_384);
+                tokio::spawn(writer(
+                    db.clone(),
+                    clock.clone(),
+                    rules,
+                    rx,
+                    max_batch.max(1),
+                ));
+                queue
+            })
+            .collect();
+        Writer {
+            queues,
+            backend,
+            next_task: Default::default(),
         }
-        Writer { queue, backend }
+    }
+
+    async fn send(&self, queue: usize, ticket: Ticket) -> bool {
+        self.queues[queue % self.queues.len()]
+            .send(ticket)
+            .await
+            .is_ok()
     }
 
     /// Queues `job` and waits for its outcome. `hold` is dropped once the outcome is
     /// known, even if the caller has stopped waiting.
     pub async fn submit(&self, job: Job, hold: Option<Box<dyn Send>>) -> Outcome {
         let (reply, answer) = oneshot::channel();
+        let queue = job.work.affinity() as usize;
         let ticket = Ticket::Job {
             job,
             reply,
             _hold: hold,
         };
-        if self.queue.send(ticket).await.is_err() {
+        if !self.send(queue, ticket).await {
             tracing::error!("the writer tasks have stopped");
             return Outcome::RolledBack { transient: false };
         }
@@ -183,7 +202,10 @@ impl Writer {
                 let _ = reply.send(result);
             })
         });
-        if self.queue.send(Ticket::Task(task)).await.is_err() {
+        let queue = self
+            .next_task
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.send(queue, Ticket::Task(task)).await {
             return Err(E::from(sqlx::Error::PoolClosed));
         }
         answer
@@ -209,7 +231,7 @@ async fn writer(
     db: Db,
     clock: Arc<dyn Clock>,
     rules: Rules,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Ticket>>>,
+    mut rx: mpsc::Receiver<Ticket>,
     max_batch: usize,
 ) {
     // The write connection, held while there is work (acquiring it for every batch
@@ -217,10 +239,8 @@ async fn writer(
     // own), and handed back when the queue is empty.
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
     loop {
-        // Take what is waiting (at least one), then let go of the queue so that
-        // another writer can take the next batch while this one runs.
+        // Take what is waiting (at least one).
         let (tickets, more) = {
-            let mut rx = rx.lock().await;
             let first = if held.is_some() {
                 match rx.try_recv() {
                     Ok(first) => first,
@@ -526,13 +546,15 @@ impl Phases {
     }
 }
 
-/// The number of writer tasks by default: one on SQLite (one writer); on PostgreSQL
-/// a few batches side by side (they lock rows in one order, so they cannot deadlock),
-/// or the whole pool with one job per transaction.
-pub fn default_writers(backend: Backend, group_commit: bool, pool: u32) -> usize {
-    match (backend, group_commit) {
-        (Backend::Sqlite, _) => 1,
-        (Backend::Postgres, true) => 4,
-        (Backend::Postgres, false) => pool as usize,
+/// The number of writer tasks: one on SQLite (one writer); on PostgreSQL `asked` (by
+/// default one per write connection, at most that many: a writer holds its connection
+/// while it has work).
+pub fn writers(backend: Backend, asked: Option<usize>, max_connections: u32) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => {
+            let connections = crate::db::pool_sizes(max_connections).0 as usize;
+            asked.unwrap_or(connections).clamp(1, connections)
+        }
     }
 }

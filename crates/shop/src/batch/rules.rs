@@ -37,6 +37,19 @@ pub enum Work {
 }
 
 impl Work {
+    /// The row this job contends for most, as a number: jobs with the same one go to
+    /// the same writer.
+    pub fn affinity(&self) -> u64 {
+        match self {
+            Work::Place(p) => p.lines.iter().map(|l| l.product.0).min().unwrap_or(0) as u64,
+            Work::Pay { order, .. } | Work::Cancel { order, .. } => order.0 as u64,
+            Work::Charge { user, .. } => user.0 as u64,
+            Work::Issue { coupon, .. } => coupon.0 as u64,
+            Work::AdjustStock { product, .. } => product.0 as u64,
+            Work::ExpireDue { .. } => 0,
+        }
+    }
+
     /// A short name, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
