@@ -69,14 +69,14 @@ test('the admin creates a product, edits it and its stock, and shoppers see it',
   assert.deepEqual(JSON.parse((await patch).postData()), { name: `${name} v2`, price: 14900 });
   await page.getByRole('heading', { level: 1, name: `Product #${id} ${name} v2` }).waitFor();
   // stock: +5
-  await page.getByLabel('Stock change').fill('5');
-  await page.getByRole('button', { name: 'Apply stock' }).click();
+  await page.getByLabel('Stock change', { exact: true }).fill('5');
+  await page.getByRole('form', { name: 'Stock:' }).getByRole('button', { name: 'Apply stock' }).click();
   await page.getByRole('heading', { level: 2, name: 'Stock: 12' }).waitFor();
   p = await ok('GET', `/api/v1/products/${id}`);
   assert.deepEqual([p.name, p.price, p.stock], [`${name} v2`, 14900, 12]);
   // a delta below zero is refused with the contract's code, in words
-  await page.getByLabel('Stock change').fill('-100');
-  await page.getByRole('button', { name: 'Apply stock' }).click();
+  await page.getByLabel('Stock change', { exact: true }).fill('-100');
+  await page.getByRole('form', { name: 'Stock:' }).getByRole('button', { name: 'Apply stock' }).click();
   await page.getByRole('alert').filter({ hasText: 'Stock would go below zero.' }).waitFor();
   assert.equal((await ok('GET', `/api/v1/products/${id}`)).stock, 12);
 

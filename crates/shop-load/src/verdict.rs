@@ -156,8 +156,9 @@ pub async fn scenario_checks(
                 created,
             ));
             if started >= quantity {
-                let sql =
-                    format!("select cast(stock as bigint) from products where id = {product}");
+                let sql = format!(
+                    "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+                );
                 out.push(match optional(db, &sql).await? {
                     Some(stock) => equal("hot-product: stock sold out", stock, 0),
                     None => missing("hot-product: stock sold out", &format!("product {product}")),

@@ -79,6 +79,8 @@ impl AppState {
         let rules = crate::batch::Rules {
             order: config.order_rules(),
             max_balance: crate::money::Won(config.max_balance),
+            max_daily_charge: crate::money::Won(config.max_daily_charge),
+            timezone: config.timezone,
         };
         let admin_token = crate::auth::admin_token(
             config.admin_token.as_ref().map(|s| s.expose()),

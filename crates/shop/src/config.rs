@@ -73,6 +73,14 @@ pub struct Config {
     #[arg(long, env = "SHOP_MAX_CHARGE", default_value_t = 1_000_000)]
     pub max_charge: i64,
 
+    /// Most won one user may charge in one calendar day (of `SHOP_TIMEZONE`).
+    #[arg(long, env = "SHOP_MAX_DAILY_CHARGE", default_value_t = 5_000_000)]
+    pub max_daily_charge: i64,
+
+    /// The time zone whose calendar days the daily charge limit counts.
+    #[arg(long, env = "SHOP_TIMEZONE", default_value = "Asia/Seoul")]
+    pub timezone: chrono_tz::Tz,
+
     /// Largest balance a user may hold, in won.
     #[arg(long, env = "SHOP_MAX_BALANCE", default_value_t = 100_000_000)]
     pub max_balance: i64,
@@ -272,6 +280,7 @@ impl Config {
         for (name, value) in [
             ("SHOP_MAX_CHARGE", self.max_charge),
             ("SHOP_MAX_BALANCE", self.max_balance),
+            ("SHOP_MAX_DAILY_CHARGE", self.max_daily_charge),
             ("SHOP_MAX_ITEM_QUANTITY", self.max_item_quantity),
             ("SHOP_OUTBOX_MAX_ATTEMPTS", self.outbox_max_attempts),
         ] {

@@ -45,4 +45,8 @@ id_type!(
     OrderId,
     /// A balance ledger entry.
     LedgerId,
+    /// One sellable version of a product (a size, a colour), holding its own stock.
+    VariantId,
+    /// One payment attempt of an order.
+    PaymentId,
 );

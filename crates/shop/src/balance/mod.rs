@@ -59,11 +59,12 @@ impl LedgerKind {
         }
     }
 
-    fn parse(s: &str) -> LedgerKind {
+    pub fn parse(s: &str) -> Option<LedgerKind> {
         match s {
-            "PAYMENT" => LedgerKind::Payment,
-            "REFUND" => LedgerKind::Refund,
-            _ => LedgerKind::Charge,
+            "CHARGE" => Some(LedgerKind::Charge),
+            "PAYMENT" => Some(LedgerKind::Payment),
+            "REFUND" => Some(LedgerKind::Refund),
+            _ => None,
         }
     }
 }
@@ -77,6 +78,7 @@ pub struct LedgerEntry {
     pub kind: LedgerKind,
     /// Signed: positive for CHARGE and REFUND, negative for PAYMENT.
     pub amount: Won,
+    pub balance_before: Won,
     pub balance_after: Won,
     #[schema(required = true)]
     pub order_id: Option<OrderId>,
@@ -91,6 +93,8 @@ pub enum BalanceError {
     LimitExceeded(Won),
     #[error("insufficient balance")]
     Insufficient,
+    #[error("charges of one day may not exceed {0}")]
+    DailyLimitExceeded(Won),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -112,6 +116,9 @@ pub fn refusal(err: &BalanceError) -> ApiError {
             ApiError::conflict("BALANCE_LIMIT_EXCEEDED", e.to_string())
         }
         e @ BalanceError::Insufficient => ApiError::conflict("INSUFFICIENT_BALANCE", e.to_string()),
+        e @ BalanceError::DailyLimitExceeded(_) => {
+            ApiError::conflict("DAILY_CHARGE_LIMIT_EXCEEDED", e.to_string())
+        }
         BalanceError::Db(e) => ApiError::internal(e),
     }
 }

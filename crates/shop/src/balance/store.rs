@@ -68,97 +68,12 @@ pub async fn balance(
     }
 }
 
-/// Adds `amount` (positive) to the balance, refusing to go above `max_balance`
-/// (`None`: no limit, for refunds), and writes the ledger entry. Returns the balance
-/// after.
-pub async fn credit(
-    conn: &mut AnyConnection,
-    user: UserId,
-    amount: Won,
-    max_balance: Option<Won>,
-    kind: LedgerKind,
-    order: Option<OrderId>,
-    now_ms: i64,
-) -> Result<Won, BalanceError> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "update users set balance = balance + $1 where id = $2 and balance <= $3 - $1 returning balance",
-    )
-    .bind(amount.0)
-    .bind(user.0)
-    .bind(max_balance.map_or(i64::MAX, |m| m.0))
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((after,)) = row else {
-        return Err(if user_exists(&mut *conn, user).await? {
-            BalanceError::LimitExceeded(max_balance.unwrap_or(Won(i64::MAX)))
-        } else {
-            BalanceError::UserNotFound(user)
-        });
-    };
-    insert_entry(conn, user, kind, amount, Won(after), order, now_ms).await?;
-    Ok(Won(after))
-}
-
-/// Takes `amount` from the balance if it is there, and writes the PAYMENT entry.
-pub async fn debit_for_order(
-    conn: &mut AnyConnection,
-    user: UserId,
-    amount: Won,
-    order: OrderId,
-    now_ms: i64,
-) -> Result<Won, BalanceError> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "update users set balance = balance - $1 where id = $2 and balance >= $1 returning balance",
-    )
-    .bind(amount.0)
-    .bind(user.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((after,)) = row else {
-        return Err(BalanceError::Insufficient);
-    };
-    insert_entry(
-        conn,
-        user,
-        LedgerKind::Payment,
-        Won(-amount.0),
-        Won(after),
-        Some(order),
-        now_ms,
-    )
-    .await?;
-    Ok(Won(after))
-}
-
-async fn insert_entry(
-    conn: &mut AnyConnection,
-    user: UserId,
-    kind: LedgerKind,
-    amount: Won,
-    balance_after: Won,
-    order: Option<OrderId>,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into balance_ledger (user_id, kind, amount, balance_after, order_id, created_at)
-         values ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(user.0)
-    .bind(kind.as_str())
-    .bind(amount.0)
-    .bind(balance_after.0)
-    .bind(order.map(|o| o.0))
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 #[derive(FromRow)]
 struct LedgerRow {
     id: i64,
     kind: String,
     amount: i64,
+    balance_before: i64,
     balance_after: i64,
     order_id: Option<i64>,
     created_at: i64,
@@ -171,7 +86,8 @@ pub async fn history(
     paging: Paging,
 ) -> Result<Vec<LedgerEntry>, sqlx::Error> {
     let rows: Vec<LedgerRow> = sqlx::query_as(
-        "select id, kind, amount, balance_after, order_id, created_at from balance_ledger
+        "select id, kind, amount, balance_before, balance_after, order_id, created_at
+         from balance_ledger
          where user_id = $1 and id < $2 order by id desc limit $3",
     )
     .bind(user.0)
@@ -179,15 +95,20 @@ pub async fn history(
     .bind(paging.limit + 1)
     .fetch_all(ex)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| LedgerEntry {
-            id: LedgerId(r.id),
-            kind: LedgerKind::parse(&r.kind),
-            amount: Won(r.amount),
-            balance_after: Won(r.balance_after),
-            order_id: r.order_id.map(OrderId),
-            created_at: from_millis(r.created_at),
+    rows.into_iter()
+        .map(|r| {
+            let kind = LedgerKind::parse(&r.kind).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown ledger kind `{}`", r.kind).into())
+            })?;
+            Ok(LedgerEntry {
+                id: LedgerId(r.id),
+                kind,
+                amount: Won(r.amount),
+                balance_before: Won(r.balance_before),
+                balance_after: Won(r.balance_after),
+                order_id: r.order_id.map(OrderId),
+                created_at: from_millis(r.created_at),
+            })
         })
-        .collect())
+        .collect()
 }

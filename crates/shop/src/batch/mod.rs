@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-pub use rules::{Decision, Done, Refused, Rules, Work};
+pub use rules::{Decision, Done, Refused, Rules, StockTarget, Work};
 
 use crate::clock::{Clock, to_millis};
 use crate::db::{Backend, Db};

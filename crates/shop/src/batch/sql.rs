@@ -19,15 +19,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
 
-use super::rules::{Ids, OrderRow, ProductRow, State, UserCouponRow, UserRow, Work};
+use super::rules::{Ids, OrderRow, State, StockTarget, UserCouponRow, UserRow, VariantRow, Work};
 use crate::clock::{from_millis, to_millis};
 use crate::coupon::Coupon;
 use crate::coupon::store::CouponRow;
 use crate::db::Backend;
-use crate::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId};
+use crate::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId, VariantId};
 use crate::money::{DiscountType, Won};
-use crate::order::{Order, OrderItem, OrderStatus};
+use crate::order::Order;
 use crate::outbox::Event;
+use crate::product::{ProductRow, ProductStatus};
 
 /// A stored idempotent answer, as read.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -229,46 +230,33 @@ fn unknown(what: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unknown {what} `{value}` in the database").into())
 }
 
-type ItemRecord = (i64, String, i64, i64, i64);
-type OrderRecord = (
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Vec<ItemRecord>,
-);
-type UserCouponRecord = (i64, i64, i64, i64, i64, Option<i64>, String, i64, i64);
+use crate::order::store::{OrderRecord, order_columns};
 
-const ORDER_COLUMNS: &str = "t.id, t.user_id, t.status, t.user_coupon_id, t.total_amount, \
-    t.discount_amount, t.final_amount, t.created_at, t.paid_at, t.expires_at, t.cancelled_at, \
-    {items}";
-
-/// The columns of orders read with their items (as a nested JSON array).
-fn order_columns(backend: Backend) -> String {
-    let items = match backend {
-        Backend::Sqlite => {
-            "(select json_group_array(json_array(i.product_id, i.name, i.unit_price, i.quantity, \
-             i.amount) order by i.id) from order_items i where i.order_id = t.id)"
-        }
-        Backend::Postgres => {
-            "(select coalesce(json_agg(json_build_array(i.product_id, i.name, i.unit_price, \
-             i.quantity, i.amount) order by i.id), '[]') from order_items i where i.order_id = t.id)"
-        }
-    };
-    let items = match backend {
-        // SQLite keeps a JSON value's kind only straight out of a JSON function.
-        Backend::Sqlite => format!("json({items})"),
-        Backend::Postgres => items.to_string(),
-    };
-    ORDER_COLUMNS.replace("{items}", &items)
+impl OrderRecord {
+    fn into_row(self) -> Result<OrderRow, sqlx::Error> {
+        let cancelled_at = self.cancelled_at;
+        Ok(OrderRow {
+            order: Order::try_from(self)?,
+            cancelled_at,
+        })
+    }
 }
+
+/// id, coupon, user, issued at, expires at, order, used at, discount type, value,
+/// minimum order, product
+type UserCouponRecord = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 /// Reads every row `works` touch (and the stored answers of `keys`) into a state.
 pub async fn load(
@@ -280,6 +268,8 @@ pub async fn load(
 ) -> Result<(State, HashMap<(String, String), StoredKey>), sqlx::Error> {
     let mut order_ids = BTreeSet::new();
     let mut product_ids = BTreeSet::new();
+    let mut adjusted_variants = BTreeSet::new();
+    let mut cart_users = BTreeSet::new();
     let mut coupon_ids = BTreeSet::new();
     let mut pairs = BTreeSet::new();
     let mut user_coupon_ids = BTreeSet::new();
@@ -294,9 +284,20 @@ pub async fn load(
                 product_ids.extend(p.lines.iter().map(|l| l.product));
                 user_coupon_ids.extend(p.user_coupon);
             }
+            Work::Checkout {
+                user, user_coupon, ..
+            } => {
+                places += 1;
+                cart_users.insert(*user);
+                user_ids.insert(*user);
+                user_coupon_ids.extend(*user_coupon);
+            }
             Work::Pay { order, caller } | Work::Cancel { order, caller } => {
                 order_ids.insert(*order);
                 user_ids.insert(*caller);
+            }
+            Work::Ship { order, .. } | Work::Deliver { order } => {
+                order_ids.insert(*order);
             }
             Work::Charge { user, .. } => {
                 user_ids.insert(*user);
@@ -307,16 +308,21 @@ pub async fn load(
                 pairs.insert((*coupon, *user));
                 user_ids.insert(*user);
             }
-            Work::AdjustStock { product, .. } => {
-                product_ids.insert(*product);
-            }
+            Work::AdjustStock { target, .. } => match target {
+                StockTarget::Product(p) => {
+                    product_ids.insert(*p);
+                }
+                StockTarget::Variant(v) => {
+                    adjusted_variants.insert(*v);
+                }
+            },
             Work::ExpireDue { limit } => expire_limit += limit,
         }
     }
 
-    // First what the jobs name: stored answers, orders (those paid or cancelled, then
-    // those due to expire: taken with SKIP LOCKED, so instances share the expiry work
-    // and it never waits).
+    // First what the jobs name: stored answers, carts, orders (those paid, cancelled
+    // or shipped, then those due to expire: taken with SKIP LOCKED, so instances share
+    // the expiry work and it never waits), and the products of variants adjusted.
     let mut first = Vec::new();
     if !keys.is_empty() {
         first.push(Stmt::read(
@@ -325,6 +331,23 @@ pub async fn load(
             "select scope, idem_key, fingerprint, status_code, body from idempotency_keys
              where (scope, idem_key) in (select j.value ->> 0, j.value ->> 1 from {rows})",
             vec![Param::Text(json(&keys))],
+        ));
+    }
+    if !cart_users.is_empty() {
+        let lock = match backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " for update of ci",
+        };
+        first.push(Stmt::read(
+            backend,
+            "t.user_id, t.variant_id, t.quantity, t.product_id",
+            &format!(
+                "select ci.user_id, ci.variant_id, ci.quantity, v.product_id
+                 from cart_items ci join variants v on v.id = ci.variant_id
+                 where ci.user_id in (select cast(j.value ->> 0 as bigint) from {{rows}})
+                 order by ci.user_id, ci.added_at, ci.variant_id{lock}"
+            ),
+            vec![Param::Text(id_rows(&cart_users))],
         ));
     }
     if !order_ids.is_empty() {
@@ -351,78 +374,85 @@ pub async fn load(
             vec![Param::Int(now_ms), Param::Int(expire_limit)],
         ));
     }
+    if !adjusted_variants.is_empty() {
+        first.push(Stmt::read(
+            backend,
+            "t.product_id",
+            "select product_id from variants
+             where id in (select cast(j.value ->> 0 as bigint) from {rows})",
+            vec![Param::Text(id_rows(&adjusted_variants))],
+        ));
+    }
     let mut texts = read_all(conn, backend, &first).await?.into_iter();
+    let mut next = || texts.next().unwrap_or_default();
     let stored: HashMap<(String, String), StoredKey> = if keys.is_empty() {
         HashMap::new()
     } else {
-        let rows: Vec<StoredKey> = decode(&texts.next().unwrap_or_default(), "stored keys")?;
+        let rows: Vec<StoredKey> = decode(&next(), "stored keys")?;
         rows.into_iter()
             .map(|k| ((k.scope.clone(), k.idem_key.clone()), k))
             .collect()
     };
+    let mut carts: HashMap<UserId, Vec<(VariantId, i64)>> = HashMap::new();
+    if !cart_users.is_empty() {
+        for (user, variant, quantity, product) in
+            decode::<Vec<(i64, i64, i64, i64)>>(&next(), "carts")?
+        {
+            carts
+                .entry(UserId(user))
+                .or_default()
+                .push((VariantId(variant), quantity));
+            product_ids.insert(ProductId(product));
+        }
+    }
     let mut records: Vec<OrderRecord> = Vec::new();
     if !order_ids.is_empty() {
-        records.extend(decode::<Vec<OrderRecord>>(
-            &texts.next().unwrap_or_default(),
-            "orders",
-        )?);
+        records.extend(decode::<Vec<OrderRecord>>(&next(), "orders")?);
     }
     let mut due = Vec::new();
     if expire_limit > 0 {
-        for r in decode::<Vec<OrderRecord>>(&texts.next().unwrap_or_default(), "due orders")? {
-            due.push(OrderId(r.0));
-            if !order_ids.contains(&OrderId(r.0)) {
+        for r in decode::<Vec<OrderRecord>>(&next(), "due orders")? {
+            due.push(OrderId(r.id));
+            if !order_ids.contains(&OrderId(r.id)) {
                 records.push(r);
             }
         }
     }
+    if !adjusted_variants.is_empty() {
+        for (product,) in decode::<Vec<(i64,)>>(&next(), "adjusted variants")? {
+            product_ids.insert(ProductId(product));
+        }
+    }
     let mut orders = HashMap::new();
     for r in records {
-        let status = OrderStatus::parse(&r.2).ok_or_else(|| unknown("order status", &r.2))?;
-        let order = Order {
-            id: OrderId(r.0),
-            user_id: UserId(r.1),
-            status,
-            items: r
-                .11
-                .into_iter()
-                .map(|i| OrderItem {
-                    product_id: ProductId(i.0),
-                    name: i.1,
-                    unit_price: Won(i.2),
-                    quantity: i.3,
-                    amount: Won(i.4),
-                })
-                .collect(),
-            user_coupon_id: r.3.map(UserCouponId),
-            total_amount: Won(r.4),
-            discount_amount: Won(r.5),
-            final_amount: Won(r.6),
-            created_at: from_millis(r.7),
-            paid_at: r.8.map(from_millis),
-            expires_at: from_millis(r.9),
-        };
+        let row = r.into_row()?;
+        let order = &row.order;
         // What paying, cancelling or expiring it touches.
         product_ids.extend(order.items.iter().map(|i| i.product_id));
         user_coupon_ids.extend(order.user_coupon_id);
         user_ids.insert(order.user_id);
-        orders.insert(
-            order.id,
-            OrderRow {
-                order,
-                cancelled_at: r.10,
-            },
-        );
+        orders.insert(order.id, row);
     }
 
-    // Then what those rows name, in the lock order.
+    // Then what those rows name, in the lock order: every variant of each product
+    // (locked), the products (read after their variants' locks, so a status change
+    // that took those locks first is seen), coupons, user coupons, users.
     let mut second = Vec::new();
     if !product_ids.is_empty() {
         second.push(Stmt::read(
             backend,
-            "t.id, t.name, t.price, t.stock",
-            "select id, name, price, stock from products
-             where id in (select cast(j.value ->> 0 as bigint) from {rows}) order by id{lock}",
+            "t.id, t.product_id, t.sku, t.options, t.price, t.stock",
+            "select id, product_id, sku, options, price, stock from variants
+             where product_id in (select cast(j.value ->> 0 as bigint) from {rows})
+             order by id{lock}",
+            vec![Param::Text(id_rows(&product_ids))],
+        ));
+        second.push(Stmt::read(
+            backend,
+            "t.id, t.name, t.description, t.status, t.options, t.images, t.created_at, \
+             t.updated_at",
+            "select id, name, description, status, options, images, created_at, updated_at
+             from products where id in (select cast(j.value ->> 0 as bigint) from {rows})",
             vec![Param::Text(id_rows(&product_ids))],
         ));
     }
@@ -431,7 +461,7 @@ pub async fn load(
         second.push(Stmt::read(
             backend,
             &columns
-                .split(", ")
+                .split(',')
                 .map(|c| format!("t.{}", c.trim()))
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -459,11 +489,12 @@ pub async fn load(
         };
         second.push(Stmt::read(
             backend,
-            "t.id, t.coupon_id, t.user_id, t.issued_at, t.expires_at, t.order_id, \
-             t.discount_type, t.discount_value, t.min_order_amount",
+            "t.id, t.coupon_id, t.user_id, t.issued_at, t.expires_at, t.order_id, t.used_at, \
+             t.discount_type, t.discount_value, t.min_order_amount, t.product_id",
             &format!(
                 "select uc.id, uc.coupon_id, uc.user_id, uc.issued_at, uc.expires_at, uc.order_id,
-                        c.discount_type, c.discount_value, c.min_order_amount
+                        uc.used_at, c.discount_type, c.discount_value, c.min_order_amount,
+                        c.product_id
                  from user_coupons uc join coupons c on c.id = uc.coupon_id
                  where uc.id in (select cast(j.value ->> 0 as bigint) from {{rows}})
                  order by uc.id{lock}"
@@ -474,8 +505,8 @@ pub async fn load(
     if !user_ids.is_empty() {
         second.push(Stmt::read(
             backend,
-            "t.id, t.balance",
-            "select id, balance from users
+            "t.id, t.balance, t.charge_day, t.charged_today",
+            "select id, balance, charge_day, charged_today from users
              where id in (select cast(j.value ->> 0 as bigint) from {rows}) order by id{lock}",
             vec![Param::Text(id_rows(&user_ids))],
         ));
@@ -493,14 +524,43 @@ pub async fn load(
         Ids::Reserved(VecDeque::new()),
     );
     if !product_ids.is_empty() {
-        for (id, name, price, stock) in decode::<Vec<(i64, String, i64, i64)>>(&next(), "products")?
+        type VariantRecord = (i64, i64, Option<String>, String, i64, i64);
+        for (id, product, sku, options, price, stock) in
+            decode::<Vec<VariantRecord>>(&next(), "variants")?
         {
+            state.variants.insert(
+                VariantId(id),
+                VariantRow {
+                    product: ProductId(product),
+                    sku,
+                    options: decode(&options, "a variant's options")?,
+                    price: Won(price),
+                    stock,
+                },
+            );
+            state
+                .product_variants
+                .entry(ProductId(product))
+                .or_default()
+                .push(VariantId(id));
+        }
+        type ProductRecord = (i64, String, String, String, String, String, i64, i64);
+        for (id, name, description, status, options, images, created, updated) in
+            decode::<Vec<ProductRecord>>(&next(), "products")?
+        {
+            let status =
+                ProductStatus::parse(&status).ok_or_else(|| unknown("product status", &status))?;
             state.products.insert(
                 ProductId(id),
                 ProductRow {
+                    id: ProductId(id),
                     name,
-                    price: Won(price),
-                    stock,
+                    description,
+                    status,
+                    options: decode(&options, "a product's options")?,
+                    images: decode(&images, "a product's images")?,
+                    created_at: from_millis(created),
+                    updated_at: from_millis(updated),
                 },
             );
         }
@@ -517,7 +577,7 @@ pub async fn load(
     if !user_coupon_ids.is_empty() {
         for r in decode::<Vec<UserCouponRecord>>(&next(), "user coupons")? {
             let discount_type =
-                DiscountType::parse(&r.6).ok_or_else(|| unknown("discount type", &r.6))?;
+                DiscountType::parse(&r.7).ok_or_else(|| unknown("discount type", &r.7))?;
             state.user_coupons.insert(
                 UserCouponId(r.0),
                 UserCouponRow {
@@ -526,19 +586,25 @@ pub async fn load(
                     issued_at: r.3,
                     expires_at: r.4,
                     order: r.5.map(OrderId),
+                    used_at: r.6,
                     discount_type,
-                    discount_value: r.7,
-                    min_order_amount: Won(r.8),
+                    discount_value: r.8,
+                    min_order_amount: Won(r.9),
+                    product: r.10.map(ProductId),
                 },
             );
         }
     }
     if !user_ids.is_empty() {
-        for (id, balance) in decode::<Vec<(i64, i64)>>(&next(), "users")? {
+        for (id, balance, day, charged) in
+            decode::<Vec<(i64, i64, Option<i64>, i64)>>(&next(), "users")?
+        {
             state.users.insert(
                 UserId(id),
                 UserRow {
                     balance: Won(balance),
+                    charge_day: day,
+                    charged_today: Won(charged),
                 },
             );
         }
@@ -550,6 +616,7 @@ pub async fn load(
         state.user_coupon_ids = ids(backend, &next())?;
     }
     state.orders = orders;
+    state.carts = carts;
     state.due = due;
     Ok((state, stored))
 }
@@ -605,12 +672,14 @@ pub async fn write(
             .collect();
         stmts.push(over(
             "insert into orders (id, user_id, status, user_coupon_id, total_amount,
-                 discount_amount, final_amount, created_at, paid_at, expires_at, cancelled_at)
+                 discount_amount, final_amount, created_at, paid_at, expires_at, cancelled_at,
+                 shipped_at, delivered_at, tracking_number)
              select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint), j.value ->> 2,
                  cast(j.value ->> 3 as bigint), cast(j.value ->> 4 as bigint),
                  cast(j.value ->> 5 as bigint), cast(j.value ->> 6 as bigint),
                  cast(j.value ->> 7 as bigint), cast(j.value ->> 8 as bigint),
-                 cast(j.value ->> 9 as bigint), cast(j.value ->> 10 as bigint)
+                 cast(j.value ->> 9 as bigint), cast(j.value ->> 10 as bigint),
+                 cast(j.value ->> 11 as bigint), cast(j.value ->> 12 as bigint), j.value ->> 13
              from {rows} order by j.key",
             json(&rows),
         ));
@@ -622,7 +691,9 @@ pub async fn write(
                     (
                         id.0,
                         i.product_id.0,
+                        i.variant_id.0,
                         i.name.as_str(),
+                        json(&i.options),
                         i.unit_price.0,
                         i.quantity,
                         i.amount.0,
@@ -631,10 +702,12 @@ pub async fn write(
             })
             .collect();
         stmts.push(over(
-            "insert into order_items (order_id, product_id, name, unit_price, quantity, amount)
-             select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint), j.value ->> 2,
-                 cast(j.value ->> 3 as bigint), cast(j.value ->> 4 as bigint),
-                 cast(j.value ->> 5 as bigint)
+            "insert into order_items (order_id, product_id, variant_id, name, options, unit_price,
+                 quantity, amount)
+             select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint),
+                 cast(j.value ->> 2 as bigint), j.value ->> 3, j.value ->> 4,
+                 cast(j.value ->> 5 as bigint), cast(j.value ->> 6 as bigint),
+                 cast(j.value ->> 7 as bigint)
              from {rows} order by j.key",
             json(&items),
         ));
@@ -643,37 +716,32 @@ pub async fn write(
         let rows: Vec<_> = c
             .orders
             .iter()
-            .map(|id| {
-                let r = &state.orders[id];
-                (
-                    id.0,
-                    r.order.status.as_str(),
-                    r.order.paid_at.map(to_millis),
-                    r.cancelled_at,
-                )
-            })
+            .map(|id| order_values(&state.orders[id]))
             .collect();
         stmts.push(over(
-            "update orders set status = j.value ->> 1, paid_at = cast(j.value ->> 2 as bigint),
-                 cancelled_at = cast(j.value ->> 3 as bigint)
+            "update orders set status = j.value ->> 2, paid_at = cast(j.value ->> 8 as bigint),
+                 cancelled_at = cast(j.value ->> 10 as bigint),
+                 shipped_at = cast(j.value ->> 11 as bigint),
+                 delivered_at = cast(j.value ->> 12 as bigint), tracking_number = j.value ->> 13
              from {rows} where orders.id = cast(j.value ->> 0 as bigint)",
             json(&rows),
         ));
     }
-    // Stock moved per product, and `updated_at` for those an admin adjusted: one
-    // update per row (a statement of PostgreSQL may not update a row twice).
-    let adjusted: BTreeSet<ProductId> = c.adjustments.iter().map(|(p, _)| *p).collect();
+    // Stock moved per variant, and `updated_at` of the variants and products an admin
+    // adjusted: one update per row (a statement of PostgreSQL may not update a row
+    // twice).
+    let adjusted: BTreeSet<VariantId> = c.adjustments.iter().map(|(v, _, _)| *v).collect();
     let stock: Vec<(i64, i64, Option<i64>)> = c
         .stock
         .iter()
-        .filter(|(p, d)| **d != 0 || adjusted.contains(p))
-        .map(|(p, d)| (p.0, *d, adjusted.contains(p).then_some(now_ms)))
+        .filter(|(v, d)| **d != 0 || adjusted.contains(v))
+        .map(|(v, d)| (v.0, *d, adjusted.contains(v).then_some(now_ms)))
         .collect();
     if !stock.is_empty() {
         stmts.push(over(
-            "update products set stock = products.stock + cast(j.value ->> 1 as bigint),
-                 updated_at = coalesce(cast(j.value ->> 2 as bigint), products.updated_at)
-             from {rows} where products.id = cast(j.value ->> 0 as bigint)",
+            "update variants set stock = variants.stock + cast(j.value ->> 1 as bigint),
+                 updated_at = coalesce(cast(j.value ->> 2 as bigint), variants.updated_at)
+             from {rows} where variants.id = cast(j.value ->> 0 as bigint)",
             json(&stock),
         ));
     }
@@ -681,13 +749,20 @@ pub async fn write(
         let rows: Vec<_> = c
             .adjustments
             .iter()
-            .map(|(p, d)| (p.0, *d, now_ms))
+            .map(|(v, p, d)| (v.0, p.0, *d, now_ms))
             .collect();
         stmts.push(over(
-            "insert into stock_adjustments (product_id, delta, created_at)
+            "insert into stock_adjustments (variant_id, product_id, delta, created_at)
              select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint),
-                 cast(j.value ->> 2 as bigint)
+                 cast(j.value ->> 2 as bigint), cast(j.value ->> 3 as bigint)
              from {rows} order by j.key",
+            json(&rows),
+        ));
+        let products: BTreeSet<i64> = c.adjustments.iter().map(|(_, p, _)| p.0).collect();
+        let rows: Vec<_> = products.iter().map(|p| (*p, now_ms)).collect();
+        stmts.push(over(
+            "update products set updated_at = cast(j.value ->> 1 as bigint)
+             from {rows} where products.id = cast(j.value ->> 0 as bigint)",
             json(&rows),
         ));
     }
@@ -712,14 +787,17 @@ pub async fn write(
                     uc.issued_at,
                     uc.expires_at,
                     uc.order.map(|o| o.0),
+                    uc.used_at,
                 )
             })
             .collect();
         stmts.push(over(
-            "insert into user_coupons (id, coupon_id, user_id, issued_at, expires_at, order_id)
+            "insert into user_coupons (id, coupon_id, user_id, issued_at, expires_at, order_id,
+                 used_at)
              select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint),
                  cast(j.value ->> 2 as bigint), cast(j.value ->> 3 as bigint),
-                 cast(j.value ->> 4 as bigint), cast(j.value ->> 5 as bigint)
+                 cast(j.value ->> 4 as bigint), cast(j.value ->> 5 as bigint),
+                 cast(j.value ->> 6 as bigint)
              from {rows} order by j.key",
             json(&rows),
         ));
@@ -728,26 +806,61 @@ pub async fn write(
         .user_coupons
         .iter()
         .filter(|id| !c.new_user_coupons.contains(id))
-        .map(|id| (id.0, state.user_coupons[id].order.map(|o| o.0)))
+        .map(|id| {
+            let uc = &state.user_coupons[id];
+            (id.0, uc.order.map(|o| o.0), uc.used_at)
+        })
         .collect();
     if !held.is_empty() {
         stmts.push(over(
-            "update user_coupons set order_id = cast(j.value ->> 1 as bigint)
+            "update user_coupons set order_id = cast(j.value ->> 1 as bigint),
+                 used_at = cast(j.value ->> 2 as bigint)
              from {rows} where user_coupons.id = cast(j.value ->> 0 as bigint)",
             json(&held),
         ));
     }
-    let balances: Vec<(i64, i64)> = c
+    if !c.history.is_empty() {
+        let rows: Vec<_> = c
+            .history
+            .iter()
+            .map(|(uc, action, order)| (uc.0, action.as_str(), order.map(|o| o.0), now_ms))
+            .collect();
+        stmts.push(over(
+            "insert into coupon_history (user_coupon_id, action, order_id, at)
+             select cast(j.value ->> 0 as bigint), j.value ->> 1, cast(j.value ->> 2 as bigint),
+                 cast(j.value ->> 3 as bigint)
+             from {rows} order by j.key",
+            json(&rows),
+        ));
+    }
+    // Each user's balance and day's charges, in one update per row.
+    let users: BTreeSet<UserId> = c
         .balances
         .iter()
         .filter(|(_, d)| **d != 0)
-        .map(|(u, d)| (u.0, *d))
+        .map(|(u, _)| *u)
+        .chain(c.daily.iter().copied())
         .collect();
-    if !balances.is_empty() {
+    if !users.is_empty() {
+        let rows: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let row = &state.users[u];
+                let daily = c.daily.contains(u);
+                (
+                    u.0,
+                    c.balances.get(u).copied().unwrap_or(0),
+                    daily.then_some(row.charge_day).flatten(),
+                    daily.then_some(row.charged_today.0),
+                )
+            })
+            .collect();
         stmts.push(over(
-            "update users set balance = users.balance + cast(j.value ->> 1 as bigint)
+            "update users set balance = users.balance + cast(j.value ->> 1 as bigint),
+                 charge_day = coalesce(cast(j.value ->> 2 as bigint), users.charge_day),
+                 charged_today = coalesce(cast(j.value ->> 3 as bigint), users.charged_today)
              from {rows} where users.id = cast(j.value ->> 0 as bigint)",
-            json(&balances),
+            json(&rows),
         ));
     }
     if !c.ledger.is_empty() {
@@ -759,6 +872,7 @@ pub async fn write(
                     e.user.0,
                     e.kind.as_str(),
                     e.amount.0,
+                    e.balance_after.0 - e.amount.0,
                     e.balance_after.0,
                     e.order.map(|o| o.0),
                     now_ms,
@@ -766,11 +880,48 @@ pub async fn write(
             })
             .collect();
         stmts.push(over(
-            "insert into balance_ledger (user_id, kind, amount, balance_after, order_id, created_at)
+            "insert into balance_ledger (user_id, kind, amount, balance_before, balance_after,
+                 order_id, created_at)
              select cast(j.value ->> 0 as bigint), j.value ->> 1, cast(j.value ->> 2 as bigint),
                  cast(j.value ->> 3 as bigint), cast(j.value ->> 4 as bigint),
-                 cast(j.value ->> 5 as bigint)
+                 cast(j.value ->> 5 as bigint), cast(j.value ->> 6 as bigint)
              from {rows} order by j.key",
+            json(&rows),
+        ));
+    }
+    if !c.payments.is_empty() {
+        let rows: Vec<_> = c
+            .payments
+            .iter()
+            .map(|p| {
+                (
+                    p.order.0,
+                    p.status.as_str(),
+                    p.amount.0,
+                    p.failure_code,
+                    now_ms,
+                )
+            })
+            .collect();
+        stmts.push(over(
+            "insert into payments (order_id, status, amount, failure_code, at)
+             select cast(j.value ->> 0 as bigint), j.value ->> 1, cast(j.value ->> 2 as bigint),
+                 j.value ->> 3, cast(j.value ->> 4 as bigint)
+             from {rows} order by j.key",
+            json(&rows),
+        ));
+    }
+    if !c.carts_ordered.is_empty() {
+        let users = id_rows(&c.carts_ordered);
+        stmts.push(over(
+            "delete from cart_items
+             where user_id in (select cast(j.value ->> 0 as bigint) from {rows})",
+            users.clone(),
+        ));
+        let rows: Vec<_> = c.carts_ordered.iter().map(|u| (u.0, now_ms)).collect();
+        stmts.push(over(
+            "update carts set updated_at = cast(j.value ->> 1 as bigint)
+             from {rows} where carts.user_id = cast(j.value ->> 0 as bigint)",
             json(&rows),
         ));
     }
@@ -800,19 +951,20 @@ pub async fn write(
         ));
     }
     // Sales that net to zero are written too: the same rows as the jobs one at a time.
-    let sales: Vec<(i64, i64, i64)> = c
+    let sales: Vec<(i64, i64, i64, i64)> = c
         .sales
         .iter()
-        .map(|((hour, p), q)| (*hour, p.0, *q))
+        .map(|((hour, p), (q, won))| (*hour, p.0, *q, *won))
         .collect();
     if !sales.is_empty() {
         stmts.push(over(
-            "insert into product_sales_hourly (hour, product_id, quantity)
+            "insert into product_sales_hourly (hour, product_id, quantity, amount)
              select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint),
-                 cast(j.value ->> 2 as bigint)
+                 cast(j.value ->> 2 as bigint), cast(j.value ->> 3 as bigint)
              from {rows} where true order by j.key
              on conflict (hour, product_id)
-             do update set quantity = product_sales_hourly.quantity + excluded.quantity",
+             do update set quantity = product_sales_hourly.quantity + excluded.quantity,
+                 amount = product_sales_hourly.amount + excluded.amount",
             json(&sales),
         ));
     }
@@ -844,7 +996,7 @@ pub async fn write(
     write_all(conn, backend, &stmts).await
 }
 
-/// An order's columns, in the order the insert statement reads them.
+/// An order's columns, in the order the statements read them.
 type OrderValues = (
     i64,
     i64,
@@ -857,6 +1009,9 @@ type OrderValues = (
     Option<i64>,
     i64,
     Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
 );
 
 fn order_values(r: &OrderRow) -> OrderValues {
@@ -873,5 +1028,8 @@ fn order_values(r: &OrderRow) -> OrderValues {
         o.paid_at.map(to_millis),
         to_millis(o.expires_at),
         r.cancelled_at,
+        o.shipped_at.map(to_millis),
+        o.delivered_at.map(to_millis),
+        o.tracking_number.clone(),
     )
 }

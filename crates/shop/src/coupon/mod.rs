@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
+use crate::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -35,6 +35,37 @@ pub struct Coupon {
     pub issue_ends_at: Option<DateTime<Utc>>,
     /// An issued coupon expires this many days after issue.
     pub valid_days: i64,
+    /// INACTIVE: not issued any more (coupons already issued stay usable).
+    pub status: CouponStatus,
+    /// When set, the coupon discounts this product's lines only, and an order without
+    /// one cannot use it.
+    #[schema(required = true)]
+    pub product_id: Option<ProductId>,
+}
+
+/// Whether a coupon is being issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CouponStatus {
+    Active,
+    Inactive,
+}
+
+impl CouponStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CouponStatus::Active => "ACTIVE",
+            CouponStatus::Inactive => "INACTIVE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(CouponStatus::Active),
+            "INACTIVE" => Some(CouponStatus::Inactive),
+            _ => None,
+        }
+    }
 }
 
 impl Coupon {
@@ -74,6 +105,12 @@ pub struct UserCoupon {
     pub status: UserCouponStatus,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// When the order holding it took it (null while available).
+    #[schema(required = true)]
+    pub used_at: Option<DateTime<Utc>>,
+    /// The order holding or having used it.
+    #[schema(required = true)]
+    pub order_id: Option<OrderId>,
 }
 
 /// A user's coupon with the coupon's name and discount (for `GET /users/{id}/coupons`).
@@ -90,9 +127,15 @@ pub struct UserCouponView {
     pub min_order_amount: Won,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// When the order holding it took it (null while available).
+    #[schema(required = true)]
+    pub used_at: Option<DateTime<Utc>>,
     /// The order holding or having used it.
     #[schema(required = true)]
     pub order_id: Option<OrderId>,
+    /// The product it is limited to, if any.
+    #[schema(required = true)]
+    pub product_id: Option<ProductId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +150,12 @@ pub enum CouponError {
     AlreadyIssued,
     #[error("the coupon is not being issued now")]
     NotInIssuePeriod,
+    #[error("the coupon is not being issued (INACTIVE)")]
+    Inactive,
+    #[error("totalQuantity may not go below the {0} already issued")]
+    QuantityBelowIssued(i64),
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -131,6 +180,13 @@ pub fn refusal(err: &CouponError) -> ApiError {
         }
         e @ CouponError::NotInIssuePeriod => {
             ApiError::conflict("COUPON_NOT_IN_ISSUE_PERIOD", e.to_string())
+        }
+        e @ CouponError::Inactive => ApiError::conflict("COUPON_INACTIVE", e.to_string()),
+        e @ CouponError::QuantityBelowIssued(_) => {
+            ApiError::conflict("COUPON_QUANTITY_BELOW_ISSUED", e.to_string())
+        }
+        e @ CouponError::ProductNotFound(_) => {
+            ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string())
         }
         CouponError::Db(e) => ApiError::internal(e),
     }

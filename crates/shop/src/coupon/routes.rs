@@ -110,6 +110,7 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
         issue_starts_at: req.issue_starts_at,
         issue_ends_at: req.issue_ends_at,
         valid_days,
+        product_id: None,
     })
 }
 

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
-use super::{Coupon, CouponError, UserCouponStatus, UserCouponView};
+use super::{Coupon, CouponError, CouponStatus, UserCouponStatus, UserCouponView};
 use crate::clock::{from_millis, to_millis};
 use crate::http::Paging;
-use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
+use crate::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 
 /// A coupon as stored (read by row, or from a JSON array of its columns in order).
@@ -22,10 +22,13 @@ pub struct CouponRow {
     issue_starts_at: Option<i64>,
     issue_ends_at: Option<i64>,
     valid_days: i64,
+    status: String,
+    product_id: Option<i64>,
 }
 
 pub const COUPON_COLUMNS: &str = "id, name, discount_type, discount_value, total_quantity, \
-    issued_quantity, min_order_amount, issue_starts_at, issue_ends_at, valid_days";
+    issued_quantity, min_order_amount, issue_starts_at, issue_ends_at, valid_days, status, \
+    product_id";
 
 impl TryFrom<CouponRow> for Coupon {
     type Error = sqlx::Error;
@@ -33,6 +36,9 @@ impl TryFrom<CouponRow> for Coupon {
     fn try_from(r: CouponRow) -> Result<Self, sqlx::Error> {
         let discount_type = DiscountType::parse(&r.discount_type).ok_or_else(|| {
             sqlx::Error::Decode(format!("unknown discount type `{}`", r.discount_type).into())
+        })?;
+        let status = CouponStatus::parse(&r.status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown coupon status `{}`", r.status).into())
         })?;
         Ok(Coupon {
             id: CouponId(r.id),
@@ -45,6 +51,8 @@ impl TryFrom<CouponRow> for Coupon {
             issue_starts_at: r.issue_starts_at.map(from_millis),
             issue_ends_at: r.issue_ends_at.map(from_millis),
             valid_days: r.valid_days,
+            status,
+            product_id: r.product_id.map(ProductId),
         })
     }
 }
@@ -59,6 +67,7 @@ pub struct NewCoupon {
     pub issue_starts_at: Option<DateTime<Utc>>,
     pub issue_ends_at: Option<DateTime<Utc>>,
     pub valid_days: i64,
+    pub product_id: Option<ProductId>,
 }
 
 pub async fn create(
@@ -68,8 +77,8 @@ pub async fn create(
 ) -> Result<Coupon, sqlx::Error> {
     let row: CouponRow = sqlx::query_as(&format!(
         "insert into coupons (name, discount_type, discount_value, total_quantity, issued_quantity,
-            min_order_amount, issue_starts_at, issue_ends_at, valid_days, created_at)
-         values ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9) returning {COUPON_COLUMNS}"
+            min_order_amount, issue_starts_at, issue_ends_at, valid_days, created_at, product_id)
+         values ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9, $10) returning {COUPON_COLUMNS}"
     ))
     .bind(&c.name)
     .bind(c.discount_type.as_str())
@@ -80,6 +89,7 @@ pub async fn create(
     .bind(c.issue_ends_at.map(to_millis))
     .bind(c.valid_days)
     .bind(now_ms)
+    .bind(c.product_id.map(|p| p.0))
     .fetch_one(conn)
     .await?;
     Coupon::try_from(row)
@@ -140,10 +150,12 @@ struct UserCouponRow {
     issued_at: i64,
     expires_at: i64,
     order_id: Option<i64>,
+    used_at: Option<i64>,
     name: String,
     discount_type: String,
     discount_value: i64,
     min_order_amount: i64,
+    product_id: Option<i64>,
 }
 
 impl UserCouponRow {
@@ -164,14 +176,16 @@ impl UserCouponRow {
             min_order_amount: Won(self.min_order_amount),
             issued_at: from_millis(self.issued_at),
             expires_at,
+            used_at: self.used_at.map(from_millis),
             order_id,
+            product_id: self.product_id.map(ProductId),
         })
     }
 }
 
 const USER_COUPON_SELECT: &str = "select uc.id, uc.coupon_id, uc.user_id, uc.issued_at, \
-    uc.expires_at, uc.order_id, c.name, c.discount_type, c.discount_value, c.min_order_amount \
-    from user_coupons uc join coupons c on c.id = uc.coupon_id";
+    uc.expires_at, uc.order_id, uc.used_at, c.name, c.discount_type, c.discount_value, \
+    c.min_order_amount, c.product_id from user_coupons uc join coupons c on c.id = uc.coupon_id";
 
 /// A user's coupons, newest first (`limit + 1` rows).
 pub async fn list_for_user(

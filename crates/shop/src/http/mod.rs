@@ -153,6 +153,16 @@ fn serde_urlencoded_query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiEr
         .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))
 }
 
+/// For an optional body field that may be left out but not sent as `null`
+/// (`#[serde(default, deserialize_with = "crate::http::non_null")]`): `null` is 400.
+pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 pub fn encode_cursor(key: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("k{key}"))
 }

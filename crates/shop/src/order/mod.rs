@@ -13,9 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::balance::BalanceError;
 use crate::error::ApiError;
-use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+use crate::ids::{OrderId, ProductId, UserCouponId, UserId, VariantId};
 use crate::money::Won;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -23,6 +22,8 @@ use crate::money::Won;
 pub enum OrderStatus {
     Pending,
     Paid,
+    Shipped,
+    Delivered,
     Cancelled,
     Expired,
 }
@@ -32,6 +33,8 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Paid => "PAID",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
             OrderStatus::Cancelled => "CANCELLED",
             OrderStatus::Expired => "EXPIRED",
         }
@@ -41,6 +44,8 @@ impl OrderStatus {
         Some(match s {
             "PENDING" => OrderStatus::Pending,
             "PAID" => OrderStatus::Paid,
+            "SHIPPED" => OrderStatus::Shipped,
+            "DELIVERED" => OrderStatus::Delivered,
             "CANCELLED" => OrderStatus::Cancelled,
             "EXPIRED" => OrderStatus::Expired,
             _ => return None,
@@ -48,10 +53,23 @@ impl OrderStatus {
     }
 }
 
-/// One requested line.
+impl OrderStatus {
+    /// Whether the order was paid and not given back: it holds its stock and counts
+    /// in sales (PAID, SHIPPED, DELIVERED).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered
+        )
+    }
+}
+
+/// One requested line: a product, and which of its variants (may be left out for a
+/// product with one variant).
 #[derive(Debug, Clone, Copy)]
 pub struct Line {
     pub product: ProductId,
+    pub variant: Option<VariantId>,
     pub quantity: i64,
 }
 
@@ -81,9 +99,9 @@ pub fn validate_lines(lines: &[Line], rules: OrderRules) -> Result<(), OrderErro
         )));
     }
     for line in lines {
-        if line.product.0 <= 0 {
+        if line.product.0 <= 0 || line.variant.is_some_and(|v| v.0 <= 0) {
             return Err(OrderError::Invalid(
-                "productId must be a positive id".into(),
+                "productId and variantId must be positive ids".into(),
             ));
         }
         if !(1..=rules.max_quantity).contains(&line.quantity) {
@@ -96,17 +114,16 @@ pub fn validate_lines(lines: &[Line], rules: OrderRules) -> Result<(), OrderErro
     Ok(())
 }
 
-/// Demand summed per product, in product-id order.
-pub fn demand(lines: &[Line]) -> BTreeMap<ProductId, i64> {
-    per_product(lines.iter().map(|l| (l.product, l.quantity)))
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub product_id: ProductId,
+    pub variant_id: VariantId,
     /// The product's name when the order was placed.
     pub name: String,
+    /// The variant's options (`{}` for a product without options).
+    #[schema(value_type = Object, example = json!({"size": "M"}))]
+    pub options: crate::product::OptionValues,
     /// The product's price when the order was placed.
     pub unit_price: Won,
     pub quantity: i64,
@@ -133,22 +150,79 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
     /// When a PENDING order expires and releases what it holds.
     pub expires_at: DateTime<Utc>,
+    /// When the admin shipped it (SHIPPED, DELIVERED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
 }
 
 impl Order {
-    /// Units per product, in product-id order.
-    pub fn quantities(&self) -> BTreeMap<ProductId, i64> {
-        per_product(self.items.iter().map(|i| (i.product_id, i.quantity)))
+    /// Units per variant, in variant-id order.
+    pub fn quantities(&self) -> BTreeMap<VariantId, i64> {
+        summed(self.items.iter().map(|i| (i.variant_id, i.quantity)))
+    }
+
+    /// Units and won per product (the ranking counts products), in product-id order.
+    pub fn sales(&self) -> BTreeMap<ProductId, (i64, i64)> {
+        let mut sums = BTreeMap::new();
+        for i in &self.items {
+            let s: &mut (i64, i64) = sums.entry(i.product_id).or_default();
+            s.0 += i.quantity;
+            s.1 += i.amount.0;
+        }
+        sums
     }
 }
 
-/// Quantities summed per product, in product-id order.
-fn per_product(lines: impl IntoIterator<Item = (ProductId, i64)>) -> BTreeMap<ProductId, i64> {
+/// Quantities summed per key, in key order.
+pub fn summed<K: Ord>(lines: impl IntoIterator<Item = (K, i64)>) -> BTreeMap<K, i64> {
     let mut sums = BTreeMap::new();
-    for (product, quantity) in lines {
-        *sums.entry(product).or_insert(0) += quantity;
+    for (key, quantity) in lines {
+        *sums.entry(key).or_insert(0) += quantity;
     }
     sums
+}
+
+/// Whether a payment attempt went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Succeeded,
+    Failed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Succeeded => "SUCCEEDED",
+            PaymentStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SUCCEEDED" => Some(PaymentStatus::Succeeded),
+            "FAILED" => Some(PaymentStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt to pay an order from the balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub id: crate::ids::PaymentId,
+    pub status: PaymentStatus,
+    /// What the attempt took, or tried to take.
+    pub amount: Won,
+    /// Why it failed (`INSUFFICIENT_BALANCE`); null when it succeeded.
+    #[schema(required = true)]
+    pub failure_code: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +233,18 @@ pub enum OrderError {
     UserNotFound(UserId),
     #[error("product {0} not found")]
     ProductNotFound(ProductId),
-    #[error("not enough stock of product {0}")]
-    InsufficientStock(ProductId),
+    #[error("not enough stock of product {0}, variant {1}")]
+    InsufficientStock(ProductId, VariantId),
+    #[error("variant {0} is not one of the product's")]
+    VariantNotFound(VariantId),
+    #[error("product {0} is not on sale")]
+    ProductNotAvailable(ProductId),
+    #[error("product {0} has several variants: name the variant")]
+    VariantRequired(ProductId),
+    #[error("the cart is empty")]
+    CartEmpty,
+    #[error("the order is {0:?}: not a step it can take")]
+    StatusConflict(OrderStatus),
     #[error("the coupon cannot be used: {0}")]
     CouponNotUsable(&'static str),
     #[error("insufficient balance")]
@@ -173,18 +257,6 @@ pub enum OrderError {
     Invalid(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-}
-
-impl From<BalanceError> for OrderError {
-    fn from(err: BalanceError) -> Self {
-        match err {
-            BalanceError::UserNotFound(u) => OrderError::UserNotFound(u),
-            BalanceError::Insufficient | BalanceError::LimitExceeded(_) => {
-                OrderError::InsufficientBalance
-            }
-            BalanceError::Db(e) => OrderError::Db(e),
-        }
-    }
 }
 
 impl From<OrderError> for ApiError {
@@ -203,7 +275,12 @@ pub fn refusal(err: &OrderError) -> ApiError {
         OrderError::NotFound(_) => ApiError::not_found("ORDER_NOT_FOUND", msg),
         OrderError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
         OrderError::ProductNotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", msg),
-        OrderError::InsufficientStock(_) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
+        OrderError::InsufficientStock(..) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
+        OrderError::VariantNotFound(_) => ApiError::not_found("VARIANT_NOT_FOUND", msg),
+        OrderError::ProductNotAvailable(_) => ApiError::conflict("PRODUCT_NOT_AVAILABLE", msg),
+        OrderError::VariantRequired(_) => ApiError::invalid(msg),
+        OrderError::CartEmpty => ApiError::conflict("CART_EMPTY", msg),
+        OrderError::StatusConflict(_) => ApiError::conflict("ORDER_STATUS_CONFLICT", msg),
         OrderError::CouponNotUsable(_) => ApiError::conflict("COUPON_NOT_USABLE", msg),
         OrderError::InsufficientBalance => ApiError::conflict("INSUFFICIENT_BALANCE", msg),
         OrderError::NotPayable(_) => ApiError::conflict("ORDER_NOT_PAYABLE", msg),

@@ -4,16 +4,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{Line, Order, OrderError, OrderRules, OrderStatus, PlaceOrder, store};
+use super::{Line, Order, OrderError, OrderRules, OrderStatus, Payment, PlaceOrder, store};
 use crate::app::AppState;
 use crate::auth::{Authenticated, OwnUser};
 use crate::batch::{Done, Work};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::idempotency::{Idempotency, render};
-use crate::http::{Json, Page, Paging, PagingParams, PathId};
-use crate::ids::{OrderId, ProductId, UserCouponId, UserId};
+use crate::http::{Json, Page, Paging, PagingParams, PathId, Query};
+use crate::ids::{OrderId, ProductId, UserCouponId, UserId, VariantId};
 use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
@@ -22,7 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orders/{orderId}", get(detail))
         .route("/api/v1/orders/{orderId}/payment", post(pay))
         .route("/api/v1/orders/{orderId}/cancel", post(cancel))
+        .route("/api/v1/orders/{orderId}/payments", get(payments))
         .route("/api/v1/users/{userId}/orders", get(list_for_user))
+        .route("/api/v1/admin/orders", get(admin_list))
+        .route("/api/v1/admin/orders/{orderId}/ship", post(ship))
+        .route("/api/v1/admin/orders/{orderId}/deliver", post(deliver))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -30,6 +34,9 @@ pub fn router() -> Router<AppState> {
 pub struct OrderItemRequest {
     #[schema(minimum = 1)]
     pub product_id: i64,
+    /// Which of the product's variants; may be left out for a product with one.
+    #[schema(minimum = 1)]
+    pub variant_id: Option<i64>,
     /// 1..=1,000 by default (`SHOP_MAX_ITEM_QUANTITY`).
     #[schema(minimum = 1)]
     pub quantity: i64,
@@ -81,6 +88,7 @@ pub async fn place(
             .iter()
             .map(|i| Line {
                 product: ProductId(i.product_id),
+                variant: i.variant_id.map(VariantId),
                 quantity: i.quantity,
             })
             .collect(),
@@ -111,11 +119,130 @@ pub async fn detail(
 ) -> ApiResult<axum::Json<Order>> {
     let user = caller.user()?;
     let mut conn = state.db.read().acquire().await?;
-    let order = store::get(&mut conn, id).await?;
+    let order = store::get(&mut conn, state.db.backend, id).await?;
     if order.user_id != user {
         return Err(OrderError::NotFound(id).into());
     }
     Ok(axum::Json(order))
+}
+
+/// The payment attempts of an order of the caller's, oldest first: SUCCEEDED, or
+/// FAILED with the code the payment was refused with.
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", tag = "orders",
+    params(("orderId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Vec<Payment>),
+        (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's")))]
+pub async fn payments(
+    Authenticated(caller): Authenticated,
+    State(state): State<AppState>,
+    PathId(id): PathId<OrderId>,
+) -> ApiResult<axum::Json<Vec<Payment>>> {
+    let user = caller.user()?;
+    let mut conn = state.db.read().acquire().await?;
+    if store::owner(&mut conn, id).await? != Some(user) {
+        return Err(OrderError::NotFound(id).into());
+    }
+    Ok(axum::Json(store::payments(&mut conn, id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminOrdersParams {
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only this user's orders.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub user_id: Option<String>,
+}
+
+/// Every order, newest first (admin), of one status and one user when given.
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin",
+    params(AdminOrdersParams, PagingParams),
+    responses((status = 200, body = Page<Order>), (status = 400, body = ErrorBody)))]
+pub async fn admin_list(
+    State(state): State<AppState>,
+    Query(params): Query<AdminOrdersParams>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<Order>>> {
+    let user = params
+        .user_id
+        .as_deref()
+        .map(|u| match u.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(UserId(id)),
+            _ => Err(OrderError::Invalid("userId must be a positive id".into())),
+        })
+        .transpose()?;
+    let mut conn = state.db.read().acquire().await?;
+    let rows = store::list(
+        &mut conn,
+        state.db.backend,
+        params.status,
+        user,
+        paging.after,
+        paging.limit,
+    )
+    .await?;
+    Ok(axum::Json(Page::from_rows(rows, paging, |o| o.id.0)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShipRequest {
+    /// The carrier's tracking number, 1..=100 characters.
+    #[schema(example = "CJ-1234-5678")]
+    pub tracking_number: Option<String>,
+}
+
+/// Ship a PAID order (admin): it becomes SHIPPED and an `order.shipped` event goes to
+/// the data platform. Any other status answers 409 `ORDER_STATUS_CONFLICT`.
+#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/ship", tag = "admin",
+    params(("orderId" = i64, Path, minimum = 1)), request_body = ShipRequest,
+    responses((status = 200, body = Order, description = "the order, now SHIPPED"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
+pub async fn ship(
+    caller: crate::auth::Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<OrderId>,
+    Json(req): Json<ShipRequest>,
+) -> ApiResult<Response> {
+    let tracking = req
+        .tracking_number
+        .map(|t| {
+            crate::text::visible_name(&t, 100).map_err(|_| {
+                OrderError::Invalid("trackingNumber must be 1..=100 visible characters".into())
+            })
+        })
+        .transpose()?;
+    let held = idem.claim(caller)?;
+    let work = Work::Ship {
+        order: id,
+        tracking,
+    };
+    Ok(state.write(&idem, held, work, render::<200>).await.1)
+}
+
+/// Mark a SHIPPED order delivered (admin): it becomes DELIVERED and an
+/// `order.delivered` event goes to the data platform. Any other status answers 409
+/// `ORDER_STATUS_CONFLICT`.
+#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/deliver", tag = "admin",
+    params(("orderId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Order, description = "the order, now DELIVERED"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
+pub async fn deliver(
+    caller: crate::auth::Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<OrderId>,
+) -> ApiResult<Response> {
+    let held = idem.claim(caller)?;
+    Ok(state
+        .write(&idem, held, Work::Deliver { order: id }, render::<200>)
+        .await
+        .1)
 }
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
@@ -176,7 +303,14 @@ pub async fn list_for_user(
     paging: Paging,
 ) -> ApiResult<axum::Json<Page<Order>>> {
     let mut conn = state.db.read().acquire().await?;
-    let rows = store::list_for_user(&mut conn, user, paging).await?;
+    let rows = store::list_for_user(
+        &mut conn,
+        state.db.backend,
+        user,
+        paging.after,
+        paging.limit,
+    )
+    .await?;
     if rows.is_empty() && !crate::balance::store::user_exists(&mut *conn, user).await? {
         return Err(OrderError::UserNotFound(user).into());
     }

@@ -22,6 +22,10 @@ pub enum EventType {
     OrderPaid,
     #[serde(rename = "order.cancelled")]
     OrderCancelled,
+    #[serde(rename = "order.shipped")]
+    OrderShipped,
+    #[serde(rename = "order.delivered")]
+    OrderDelivered,
 }
 
 impl EventType {
@@ -29,6 +33,8 @@ impl EventType {
         match self {
             EventType::OrderPaid => "order.paid",
             EventType::OrderCancelled => "order.cancelled",
+            EventType::OrderShipped => "order.shipped",
+            EventType::OrderDelivered => "order.delivered",
         }
     }
 }

@@ -1,48 +1,96 @@
-//! `/api/v1/products` (public reads) and `/api/v1/admin/products` (create, rename,
-//! reprice, adjust stock).
+//! `/api/v1/products` (public reads: list with search and sort, detail) and
+//! `/api/v1/admin/products`, `/api/v1/admin/variants` (list in any status, create with
+//! options and variants, edit content, status and prices, add variants, move stock).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::routing::{get, patch, post};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{MAX_STOCK, Product, store, validate_name, validate_price};
+use super::store::{self, After, ListQuery, NewProduct, NewVariant, ProductChanges, Sort};
+use super::{
+    Image, MAX_STOCK, MAX_VARIANTS, OptionValues, Product, ProductOption, ProductStatus,
+    ProductSummary, validate_description, validate_images, validate_name, validate_options,
+    validate_price, validate_sku, validate_stock, validate_variant_options,
+};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::batch::Work;
+use crate::batch::{StockTarget, Work};
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::{self, Idempotency, TxWork, render};
-use crate::http::{Json, Page, Paging, PagingParams, PathId};
-use crate::ids::ProductId;
+use crate::http::{Json, MAX_PAGE, Page, PathId, Query};
+use crate::ids::{ProductId, VariantId};
 use axum::response::{IntoResponse, Response};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/products", get(list))
         .route("/api/v1/products/{productId}", get(detail))
-        .route("/api/v1/admin/products", post(create))
+        .route("/api/v1/admin/products", get(admin_list).post(create))
         .route("/api/v1/admin/products/{productId}", patch(update))
         .route(
             "/api/v1/admin/products/{productId}/stock",
             post(adjust_stock),
         )
+        .route(
+            "/api/v1/admin/products/{productId}/variants",
+            post(add_variant),
+        )
+        .route("/api/v1/admin/variants/{variantId}", patch(update_variant))
+        .route(
+            "/api/v1/admin/variants/{variantId}/stock",
+            post(adjust_variant_stock),
+        )
+}
+
+/// A variant to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantRequest {
+    /// One value of each of the product's options (`{}` without options).
+    #[schema(value_type = Object, example = json!({"size": "M", "colour": "white"}))]
+    #[serde(default)]
+    pub options: OptionValues,
+    /// Won per unit, 1..=1,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000, example = 29_000)]
+    pub price: i64,
+    /// Initial stock, 0..=1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 20)]
+    pub stock: i64,
+    /// 1..=64 letters, digits, `-`, `_` or `.`; unique.
+    #[schema(example = "TS-M-WHITE")]
+    pub sku: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductRequest {
     /// 1..=200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, example = "Classic T-shirt")]
     pub name: String,
-    /// Won per unit, 0..=1,000,000,000.
+    /// At most 5,000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Without options: the one variant's price, 1..=1,000,000,000 won.
+    #[schema(minimum = 1, maximum = 1_000_000_000, example = 29_000)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub price: Option<i64>,
+    /// Without options: the one variant's initial stock (default 0).
     #[schema(minimum = 0, maximum = 1_000_000_000)]
-    pub price: i64,
-    /// Initial stock, 0..=1,000,000,000.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    pub stock: i64,
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub stock: Option<i64>,
+    /// At most 10; the first is the main image.
+    #[serde(default)]
+    pub images: Vec<Image>,
+    /// At most 5 options of 1..=20 values each.
+    #[serde(default)]
+    pub options: Vec<ProductOption>,
+    /// With options: the variants (required), each naming one value of every option.
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub variants: Option<Vec<VariantRequest>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -50,10 +98,26 @@ pub struct CreateProductRequest {
 pub struct UpdateProductRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
     pub name: Option<String>,
-    /// Won per unit, 0..=1,000,000,000.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub images: Option<Vec<Image>>,
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub status: Option<ProductStatus>,
+    /// Only for a product with one variant: its price, 1..=1,000,000,000 won.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
     pub price: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVariantRequest {
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub price: Option<i64>,
+    pub sku: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,18 +128,96 @@ pub struct StockRequest {
     pub delta: i64,
 }
 
-/// Products in id order.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PagingParams),
-    responses((status = 200, body = Page<Product>), (status = 400, body = ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    paging: Paging,
-) -> ApiResult<axum::Json<Page<Product>>> {
-    let rows = store::list(state.db.read(), paging).await?;
-    Ok(axum::Json(Page::from_rows(rows, paging, |p| p.id.0)))
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Names containing this, case-insensitive (at most 100 characters).
+    pub q: Option<String>,
+    /// `newest` (default), `price_asc`, `price_desc` or `name`.
+    pub sort: Option<Sort>,
+    /// Page size, 1..=100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `nextCursor` of the previous page (of the same `q` and `sort`).
+    pub cursor: Option<String>,
+    /// Admin list only: `ACTIVE` or `INACTIVE` (default: both).
+    pub status: Option<ProductStatus>,
 }
 
-/// One product, with the stock that can be ordered now.
+fn list_query(params: ListParams, status: Option<ProductStatus>) -> Result<ListQuery, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None => crate::http::DEFAULT_PAGE,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(ApiError::invalid(format!("limit must be 1..={MAX_PAGE}"))),
+        },
+    };
+    let q = params.q.map(|q| q.trim().to_string());
+    if q.as_deref()
+        .is_some_and(|q| q.chars().count() > 100 || q.chars().any(crate::text::is_hidden))
+    {
+        return Err(ApiError::invalid(
+            "q must be at most 100 characters, without hidden characters",
+        ));
+    }
+    let sort = params.sort.unwrap_or(Sort::Newest);
+    let after = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(After::parse(sort, c).ok_or_else(|| ApiError::invalid("invalid cursor"))?),
+    };
+    Ok(ListQuery {
+        status,
+        q,
+        sort,
+        after,
+        limit,
+    })
+}
+
+async fn page(state: &AppState, query: ListQuery) -> ApiResult<Page<ProductSummary>> {
+    let mut rows = store::list(state.db.read(), state.db.backend, &query).await?;
+    let next_cursor = if rows.len() as i64 > query.limit {
+        rows.truncate(query.limit as usize);
+        rows.last().map(|last| After::cursor(query.sort, last))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rows,
+        next_cursor,
+    })
+}
+
+/// Products on sale: searched by name (`q`), sorted (`sort`), a page at a time.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListParams),
+    responses((status = 200, body = Page<ProductSummary>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<Page<ProductSummary>>> {
+    if params.status.is_some() {
+        return Err(ApiError::invalid(
+            "status is a filter of the admin's list: the public list shows ACTIVE products",
+        ));
+    }
+    let query = list_query(params, Some(ProductStatus::Active))?;
+    Ok(axum::Json(page(&state, query).await?))
+}
+
+/// Products in either status (admin), filtered by `status` and `q`.
+#[utoipa::path(get, path = "/api/v1/admin/products", tag = "admin", params(ListParams),
+    responses((status = 200, body = Page<ProductSummary>), (status = 400, body = ErrorBody)))]
+pub async fn admin_list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<Page<ProductSummary>>> {
+    let status = params.status;
+    let query = list_query(params, status)?;
+    Ok(axum::Json(page(&state, query).await?))
+}
+
+/// One product (in either status, so carts and old orders can show it), with its
+/// variants and the stock that can be ordered now.
 #[utoipa::path(get, path = "/api/v1/products/{productId}", tag = "products",
     params(("productId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
@@ -93,7 +235,8 @@ pub async fn detail(
     let product = match state.cache.product(id).await {
         Some(product) => product,
         None => {
-            let product = store::get(state.db.read(), id).await?;
+            let mut conn = state.db.read().acquire().await?;
+            let product = store::get(&mut conn, id).await?;
             let ttl = std::time::Duration::from_millis(state.config.product_cache_ms);
             state.cache.put_product(&product, ttl).await;
             product
@@ -104,31 +247,93 @@ pub async fn detail(
     Ok(json(bytes))
 }
 
-/// Create a product (admin).
+fn new_variant(v: VariantRequest, options: &[ProductOption]) -> Result<NewVariant, ApiError> {
+    Ok(NewVariant {
+        options: validate_variant_options(options, v.options)?,
+        price: validate_price(v.price)?,
+        stock: validate_stock(v.stock)?,
+        sku: v.sku.as_deref().map(validate_sku).transpose()?,
+    })
+}
+
+fn new_product(req: CreateProductRequest) -> Result<NewProduct, ApiError> {
+    let name = validate_name(&req.name)?;
+    let description = validate_description(&req.description)?;
+    let images = validate_images(req.images)?;
+    let options = validate_options(req.options)?;
+    let variants = match (options.is_empty(), req.variants) {
+        (true, None) => {
+            let price = req
+                .price
+                .ok_or_else(|| ApiError::invalid("price is required (or variants)"))?;
+            vec![NewVariant {
+                options: OptionValues::new(),
+                price: validate_price(price)?,
+                stock: validate_stock(req.stock.unwrap_or(0))?,
+                sku: None,
+            }]
+        }
+        (_, Some(_)) if req.price.is_some() || req.stock.is_some() => {
+            return Err(ApiError::invalid(
+                "with variants, price and stock are the variants'",
+            ));
+        }
+        (false, None) => {
+            return Err(ApiError::invalid(
+                "a product with options lists its variants",
+            ));
+        }
+        (_, Some(variants)) => {
+            if variants.is_empty() || variants.len() > MAX_VARIANTS {
+                return Err(ApiError::invalid(format!(
+                    "a product has 1..={MAX_VARIANTS} variants"
+                )));
+            }
+            variants
+                .into_iter()
+                .map(|v| new_variant(v, &options))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    if variants.iter().any(|v| !seen.insert(&v.options)) {
+        return Err(ApiError::conflict(
+            "VARIANT_EXISTS",
+            "two variants name the same options",
+        ));
+    }
+    Ok(NewProduct {
+        name,
+        description,
+        images,
+        options,
+        variants,
+    })
+}
+
+/// Create a product (admin): without options, `price` and `stock` make its one
+/// variant; with options, `variants` lists them.
 #[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
     request_body = CreateProductRequest,
-    responses((status = 201, body = Product), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
 pub async fn create(
     caller: Caller,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<CreateProductRequest>,
 ) -> ApiResult<Response> {
-    let name = validate_name(&req.name)?;
-    let price = validate_price(req.price)?;
-    if !(0..=MAX_STOCK).contains(&req.stock) {
-        return Err(ApiError::invalid(format!("stock must be 0..={MAX_STOCK}")));
-    }
+    let new = new_product(req)?;
     let held = idem.claim(caller)?;
-    let (stock, now) = (req.stock, to_millis(state.clock.now()));
-    let work: TxWork<Product> = Box::new(move |tx| {
-        Box::pin(async move { Ok(store::create(tx, &name, price, stock, now).await?) })
-    });
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Product> =
+        Box::new(move |tx| Box::pin(async move { Ok(store::create(tx, &new, now).await?) }));
     let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::CREATED, work).await?;
     Ok(res)
 }
 
-/// Rename and/or reprice a product (admin). Placed orders keep their prices.
+/// Edit a product's content, status, or (one variant only) price (admin). Placed
+/// orders keep their prices and names.
 #[utoipa::path(patch, path = "/api/v1/admin/products/{productId}", tag = "admin",
     request_body = UpdateProductRequest,
     params(("productId" = i64, Path, minimum = 1)),
@@ -140,12 +345,21 @@ pub async fn update(
     PathId(id): PathId<ProductId>,
     Json(req): Json<UpdateProductRequest>,
 ) -> ApiResult<Response> {
-    let name = req.name.as_deref().map(validate_name).transpose()?;
-    let price = req.price.map(validate_price).transpose()?;
+    let changes = ProductChanges {
+        name: req.name.as_deref().map(validate_name).transpose()?,
+        description: req
+            .description
+            .as_deref()
+            .map(validate_description)
+            .transpose()?,
+        images: req.images.map(validate_images).transpose()?,
+        status: req.status,
+        price: req.price.map(validate_price).transpose()?,
+    };
     let held = idem.claim(caller)?;
     let now = to_millis(state.clock.now());
     let work: TxWork<Product> = Box::new(move |tx| {
-        Box::pin(async move { Ok(store::update(tx, id, name.as_deref(), price, now).await?) })
+        Box::pin(async move { Ok(store::update(tx, id, &changes, now).await?) })
     });
     let (changed, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
     if changed.is_some() {
@@ -154,7 +368,79 @@ pub async fn update(
     Ok(res)
 }
 
-/// Add or remove stock (admin). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
+/// Add a variant to a product (admin): one value of each of its options, not those of
+/// another variant.
+#[utoipa::path(post, path = "/api/v1/admin/products/{productId}/variants", tag = "admin",
+    request_body = VariantRequest,
+    params(("productId" = i64, Path, minimum = 1)),
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
+pub async fn add_variant(
+    caller: Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<ProductId>,
+    Json(req): Json<VariantRequest>,
+) -> ApiResult<Response> {
+    // A product's options never change, so they can be read before the write.
+    let options = {
+        let mut conn = state.db.read().acquire().await?;
+        store::get(&mut conn, id).await?.options
+    };
+    let variant = new_variant(req, &options)?;
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Product> = Box::new(move |tx| {
+        Box::pin(async move { Ok(store::add_variant(tx, id, &variant, now).await?) })
+    });
+    let (changed, res) =
+        idempotency::transact(&state, &idem, held, StatusCode::CREATED, work).await?;
+    if changed.is_some() {
+        state.products_changed([id]).await;
+    }
+    Ok(res)
+}
+
+/// Change a variant's price or SKU (admin); answers its product.
+#[utoipa::path(patch, path = "/api/v1/admin/variants/{variantId}", tag = "admin",
+    request_body = UpdateVariantRequest,
+    params(("variantId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "SKU_EXISTS")))]
+pub async fn update_variant(
+    caller: Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<VariantId>,
+    Json(req): Json<UpdateVariantRequest>,
+) -> ApiResult<Response> {
+    let price = req.price.map(validate_price).transpose()?;
+    let sku = req.sku.as_deref().map(validate_sku).transpose()?;
+    let held = idem.claim(caller)?;
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Product> = Box::new(move |tx| {
+        Box::pin(
+            async move { Ok(store::update_variant(tx, id, price, sku.as_deref(), now).await?) },
+        )
+    });
+    let (changed, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    if let Some(product) = changed {
+        state.products_changed([product.id]).await;
+    }
+    Ok(res)
+}
+
+fn stock_delta(req: &StockRequest) -> Result<i64, ApiError> {
+    if req.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&req.delta) {
+        return Err(ApiError::invalid(format!(
+            "delta must be non-zero and within ±{MAX_STOCK}"
+        )));
+    }
+    Ok(req.delta)
+}
+
+/// Add or remove stock of a product with one variant (admin; 400 for a product with
+/// several: move a variant's). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
 #[utoipa::path(post, path = "/api/v1/admin/products/{productId}/stock", tag = "admin",
     request_body = StockRequest,
     params(("productId" = i64, Path, minimum = 1)),
@@ -167,15 +453,34 @@ pub async fn adjust_stock(
     PathId(id): PathId<ProductId>,
     Json(req): Json<StockRequest>,
 ) -> ApiResult<Response> {
-    if req.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&req.delta) {
-        return Err(ApiError::invalid(format!(
-            "delta must be non-zero and within ±{MAX_STOCK}"
-        )));
-    }
+    let delta = stock_delta(&req)?;
     let held = idem.claim(caller)?;
     let work = Work::AdjustStock {
-        product: id,
-        delta: req.delta,
+        target: StockTarget::Product(id),
+        delta,
+    };
+    Ok(state.write(&idem, held, work, render::<200>).await.1)
+}
+
+/// Add or remove a variant's stock (admin); answers its product. Taking stock below
+/// zero answers 409 `STOCK_BELOW_ZERO`.
+#[utoipa::path(post, path = "/api/v1/admin/variants/{variantId}/stock", tag = "admin",
+    request_body = StockRequest,
+    params(("variantId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
+pub async fn adjust_variant_stock(
+    caller: Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<VariantId>,
+    Json(req): Json<StockRequest>,
+) -> ApiResult<Response> {
+    let delta = stock_delta(&req)?;
+    let held = idem.claim(caller)?;
+    let work = Work::AdjustStock {
+        target: StockTarget::Variant(id),
+        delta,
     };
     Ok(state.write(&idem, held, work, render::<200>).await.1)
 }

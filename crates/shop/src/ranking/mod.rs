@@ -1,8 +1,8 @@
-//! Top products by quantity in PAID orders paid within the last days (72 hours by
-//! default), ties broken by lower product id. Sales are rolled up per product and
-//! hour of payment in the paying (and refunding) transaction, so the ranking is
-//! computed exactly from a few thousand rows, and
-//! served from a short cache (`SHOP_POPULAR_CACHE_SECS`, at most 10 s): in process,
+//! Top products (ACTIVE ones) by quantity in paid orders (PAID, SHIPPED, DELIVERED)
+//! paid within the last days (72 hours by default), ties broken by lower product id.
+//! Sales (units and won) are rolled up per product and hour of payment by the write
+//! path in the paying (and refunding) commit, so the ranking is computed exactly from
+//! a few thousand rows, and served from a short cache (`SHOP_POPULAR_CACHE_SECS`, at most 10 s): in process,
 //! and shared through Redis when configured, so a rush of reads costs one query per
 //! window and key across all instances. A copy written at time t was computed at or
 //! after t, and both caches keep it at most the TTL: never staler than allowed.
@@ -35,6 +35,8 @@ pub struct PopularProduct {
     pub name: String,
     pub price: Won,
     pub sold_quantity: i64,
+    /// The won of the lines counted: unit price times quantity, before discounts.
+    pub sales_amount: Won,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -99,31 +101,10 @@ struct Row {
     name: String,
     price: i64,
     sold: i64,
+    amount: i64,
 }
 
-/// Milliseconds in an hour: the rollup's bucket.
-const HOUR_MS: i64 = 3_600_000;
-
-/// Adds `quantity` (negative for a refund) to a product's sales in the hour of
-/// `paid_at_ms`, inside the caller's transaction.
-pub async fn record_sale(
-    conn: &mut sqlx::AnyConnection,
-    paid_at_ms: i64,
-    product: ProductId,
-    quantity: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into product_sales_hourly (hour, product_id, quantity) values ($1, $2, $3)
-         on conflict (hour, product_id)
-         do update set quantity = product_sales_hourly.quantity + excluded.quantity",
-    )
-    .bind(paid_at_ms.div_euclid(HOUR_MS))
-    .bind(product.0)
-    .bind(quantity)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+use crate::batch::rules::HOUR_MS;
 
 /// Computes the ranking now, exactly: whole hours from the rollup, and the part of
 /// the oldest hour that lies inside the window from the orders themselves.
@@ -132,19 +113,21 @@ pub async fn compute(state: &AppState, days: i64, limit: i64) -> Result<Popular,
     // The first whole hour in the window; [since, first_hour) is the partial edge.
     let first_hour = since.div_euclid(HOUR_MS) + i64::from(since.rem_euclid(HOUR_MS) != 0);
     let rows: Vec<Row> = sqlx::query_as(
-        "select t.product_id, p.name, p.price, t.sold
+        "select t.product_id, p.name, p.price, t.sold, t.amount
          from (
-             select product_id, cast(sum(quantity) as bigint) as sold from (
-                 select product_id, quantity from product_sales_hourly where hour >= $1
+             select product_id, cast(sum(quantity) as bigint) as sold,
+                    cast(sum(amount) as bigint) as amount from (
+                 select product_id, quantity, amount from product_sales_hourly where hour >= $1
                  union all
-                 select i.product_id, i.quantity
+                 select i.product_id, i.quantity, i.amount
                  from orders o join order_items i on i.order_id = o.id
-                 where o.status = 'PAID' and o.paid_at >= $2 and o.paid_at < $3
+                 where o.status in ('PAID', 'SHIPPED', 'DELIVERED')
+                   and o.paid_at >= $2 and o.paid_at < $3
              ) sales
              group by product_id
          ) t
          join products p on p.id = t.product_id
-         where t.sold > 0
+         where t.sold > 0 and p.status = 'ACTIVE'
          order by t.sold desc, t.product_id asc
          limit $4",
     )
@@ -164,6 +147,7 @@ pub async fn compute(state: &AppState, days: i64, limit: i64) -> Result<Popular,
                 name: r.name,
                 price: Won(r.price),
                 sold_quantity: r.sold,
+                sales_amount: Won(r.amount),
             })
             .collect(),
     })

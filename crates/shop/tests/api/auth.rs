@@ -79,7 +79,7 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
         "select count(*) from orders where status = 'CANCELLED'",
         "select count(*) from user_coupons",
         "select count(*) from products",
-        "select cast(coalesce(sum(stock), 0) as bigint) from products",
+        "select cast(coalesce(sum(stock), 0) as bigint) from variants",
         "select count(*) from coupons",
         "select count(*) from outbox_events",
         "select count(*) from idempotency_keys",

@@ -9,12 +9,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use rstest::rstest;
 use serde_json::{Value, json};
-use shop::batch::{Claim, Job, Outcome, Rules, Work};
+use shop::batch::{Claim, Job, Outcome, Rules, StockTarget, Work};
 use shop::coupon::store::NewCoupon;
 use shop::db::Db;
-use shop::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId};
+use shop::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId, VariantId};
 use shop::money::{DiscountType, Won};
 use shop::order::{Line, OrderRules, PlaceOrder};
+use shop::product::store::{NewProduct, NewVariant};
 
 use crate::helpers::{Backend, TestDatabase};
 
@@ -26,11 +27,49 @@ fn rules() -> Rules {
             ttl: TimeDelta::minutes(5),
         },
         max_balance: Won(60_000),
+        max_daily_charge: Won(80_000),
+        timezone: chrono_tz::Asia::Seoul,
     }
 }
 
-/// A database with 3 users, 3 products and 2 coupons, some coupons issued, and two
-/// PENDING orders placed long enough ago to be due for expiry at `now`.
+fn one_variant(name: &str, price: i64, stock: i64) -> NewProduct {
+    NewProduct {
+        name: name.into(),
+        description: String::new(),
+        images: Vec::new(),
+        options: Vec::new(),
+        variants: vec![NewVariant {
+            options: Default::default(),
+            price: Won(price),
+            stock,
+            sku: None,
+        }],
+    }
+}
+
+/// Product 4: a shirt in sizes S and M (variants 4 and 5), a unit each.
+fn shirt() -> NewProduct {
+    let variant = |size: &str| NewVariant {
+        options: [("size".to_string(), size.to_string())].into(),
+        price: Won(5_000),
+        stock: 1,
+        sku: None,
+    };
+    NewProduct {
+        name: "shirt".into(),
+        description: String::new(),
+        images: Vec::new(),
+        options: vec![shop::product::ProductOption {
+            name: "size".into(),
+            values: vec!["S".into(), "M".into()],
+        }],
+        variants: vec![variant("S"), variant("M")],
+    }
+}
+
+/// A database with 3 users, 4 products (the last in two sizes) and 3 coupons (the last
+/// limited to the shirt), some coupons issued, carts, and two PENDING orders placed
+/// long enough ago to be due for expiry at `now`.
 async fn seeded(backend: Backend, now: DateTime<Utc>) -> (TestDatabase, Db) {
     let test_db = TestDatabase::new(backend).await;
     // A generous statement timeout: a statement cancelled on a busy machine would make
@@ -46,11 +85,17 @@ async fn seeded(backend: Backend, now: DateTime<Utc>) -> (TestDatabase, Db) {
                 shop::balance::store::create_user(tx, name, at).await?;
             }
             for (name, price, stock) in [("pen", 3_000, 5), ("cup", 7_000, 3), ("bag", 20_000, 2)] {
-                shop::product::store::create(tx, name, Won(price), stock, at).await?;
+                shop::product::store::create(tx, &one_variant(name, price, stock), at)
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             }
-            for (kind, value, total, min) in [
-                (DiscountType::Fixed, 5_000, 2, 0),
-                (DiscountType::Rate, 15, 3, 10_000),
+            shop::product::store::create(tx, &shirt(), at)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            for (kind, value, total, min, product) in [
+                (DiscountType::Fixed, 5_000, 2, 0, None),
+                (DiscountType::Rate, 15, 3, 10_000, None),
+                (DiscountType::Fixed, 1_000, 3, 0, Some(ProductId(4))),
             ] {
                 let coupon = NewCoupon {
                     name: "c".into(),
@@ -61,8 +106,29 @@ async fn seeded(backend: Backend, now: DateTime<Utc>) -> (TestDatabase, Db) {
                     issue_starts_at: None,
                     issue_ends_at: None,
                     valid_days: 30,
+                    product_id: product,
                 };
                 shop::coupon::store::create(tx, &coupon, at).await?;
+            }
+            // Carts: user 1's holds the pen and the M shirt, user 2's two cups.
+            for user in [1, 2] {
+                sqlx::query("insert into carts (user_id, updated_at) values ($1, $2)")
+                    .bind(user)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (user, variant, quantity) in [(1, 1, 1), (1, 5, 1), (2, 2, 2)] {
+                sqlx::query(
+                    "insert into cart_items (user_id, variant_id, quantity, added_at)
+                     values ($1, $2, $3, $4)",
+                )
+                .bind(user)
+                .bind(variant)
+                .bind(quantity)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             }
             Ok::<_, sqlx::Error>(())
         })
@@ -113,6 +179,7 @@ fn place(user: i64, items: &[(i64, i64)], coupon: Option<i64>, pay: bool) -> Pla
             .iter()
             .map(|&(p, q)| Line {
                 product: ProductId(p),
+                variant: None,
                 quantity: q,
             })
             .collect(),
@@ -130,19 +197,36 @@ struct Drawn {
 }
 
 fn work() -> impl Strategy<Value = Work> {
-    // Users, products and coupons 1..=3 exist, 4 does not; orders 1..=2 exist before.
+    // Users 1..=3 exist, 4 does not; products 1..=4 (4 in two variants, 4 and 5) and 5
+    // does not; orders 1..=2 exist before.
     let user = 1i64..=4;
+    let line = (1i64..=5, prop::option::of(1i64..=6), 1i64..=3).prop_map(|(p, v, q)| Line {
+        product: ProductId(p),
+        variant: v.map(VariantId),
+        quantity: q,
+    });
     prop_oneof![
-        4 => (user.clone(), prop::collection::vec((1i64..=4, 1i64..=3), 1..=3),
-              prop::option::of(1i64..=5), any::<bool>())
-            .prop_map(|(u, items, c, pay)| Work::Place(place(u, &items, c, pay))),
+        4 => (user.clone(), prop::collection::vec(line, 1..=3),
+              prop::option::of(1i64..=6), any::<bool>())
+            .prop_map(|(u, lines, c, pay)| Work::Place(PlaceOrder {
+                user: UserId(u),
+                lines,
+                user_coupon: c.map(UserCouponId),
+                pay,
+            })),
+        1 => (user.clone(), prop::option::of(1i64..=6), any::<bool>())
+            .prop_map(|(u, c, pay)| Work::Checkout { user: UserId(u), user_coupon: c.map(UserCouponId), pay }),
         2 => (1i64..=9, user.clone()).prop_map(|(o, u)| Work::Pay { order: OrderId(o), caller: UserId(u) }),
         2 => (1i64..=9, user.clone()).prop_map(|(o, u)| Work::Cancel { order: OrderId(o), caller: UserId(u) }),
+        1 => (1i64..=9).prop_map(|o| Work::Ship { order: OrderId(o), tracking: Some("T-1".into()) }),
+        1 => (1i64..=9).prop_map(|o| Work::Deliver { order: OrderId(o) }),
         2 => (user.clone(), prop::sample::select(vec![1i64, 5_000, 30_000, 59_999]))
             .prop_map(|(u, a)| Work::Charge { user: UserId(u), amount: Won(a) }),
-        2 => (1i64..=3, user).prop_map(|(c, u)| Work::Issue { coupon: CouponId(c), user: UserId(u) }),
-        1 => (1i64..=4, prop::sample::select(vec![-4i64, -1, 1, 3]))
-            .prop_map(|(p, d)| Work::AdjustStock { product: ProductId(p), delta: d }),
+        2 => (1i64..=4, user).prop_map(|(c, u)| Work::Issue { coupon: CouponId(c), user: UserId(u) }),
+        1 => (1i64..=5, prop::sample::select(vec![-4i64, -1, 1, 3]))
+            .prop_map(|(p, d)| Work::AdjustStock { target: StockTarget::Product(ProductId(p)), delta: d }),
+        1 => (1i64..=6, prop::sample::select(vec![-1i64, 2]))
+            .prop_map(|(v, d)| Work::AdjustStock { target: StockTarget::Variant(VariantId(v)), delta: d }),
         1 => Just(Work::ExpireDue { limit: 200 }),
     ]
 }
@@ -191,17 +275,25 @@ fn seen(outcome: &Outcome) -> Value {
 /// UUIDs each time).
 async fn rows(db: &Db) -> Value {
     let tables = [
-        "select id, balance from users order by id",
-        "select id, name, price, stock, updated_at from products order by id",
+        "select id, balance, charge_day, charged_today from users order by id",
+        "select id, name, price, updated_at from products order by id",
+        "select id, product_id, price, stock, updated_at from variants order by id",
         "select id, issued_quantity from coupons order by id",
-        "select id, coupon_id, user_id, issued_at, expires_at, order_id from user_coupons order by id",
+        "select id, coupon_id, user_id, issued_at, expires_at, order_id, used_at from user_coupons order by id",
         "select id, user_id, status, user_coupon_id, total_amount, discount_amount, final_amount, \
-           created_at, paid_at, expires_at, cancelled_at from orders order by id",
-        "select id, order_id, product_id, name, unit_price, quantity, amount from order_items order by id",
-        "select id, user_id, kind, amount, balance_after, order_id, created_at from balance_ledger order by id",
+           created_at, paid_at, expires_at, cancelled_at, shipped_at, delivered_at, tracking_number \
+           from orders order by id",
+        "select id, order_id, product_id, variant_id, name, options, unit_price, quantity, amount \
+           from order_items order by id",
+        "select id, user_id, kind, amount, balance_before, balance_after, order_id, created_at \
+           from balance_ledger order by id",
+        "select id, order_id, status, amount, failure_code, at from payments order by id",
+        "select id, user_coupon_id, action, order_id, at from coupon_history order by id",
+        "select user_id, variant_id, quantity from cart_items order by user_id, variant_id",
+        "select user_id, updated_at from carts order by user_id",
         "select seq, event_type, order_id, created_at from outbox_events order by seq",
-        "select hour, product_id, quantity from product_sales_hourly order by hour, product_id",
-        "select id, product_id, delta, created_at from stock_adjustments order by id",
+        "select hour, product_id, quantity, amount from product_sales_hourly order by hour, product_id",
+        "select id, product_id, variant_id, delta, created_at from stock_adjustments order by id",
         "select scope, idem_key, fingerprint, status_code, body from idempotency_keys order by scope, idem_key",
     ];
     let mut out = Vec::new();

@@ -16,7 +16,7 @@ async fn counts(app: &TestApp) -> (i64, i64, i64, i64, i64) {
         app.scalar("select count(*) from balance_ledger").await,
         app.scalar("select cast(coalesce(sum(balance), 0) as bigint) from users")
             .await,
-        app.scalar("select cast(coalesce(sum(stock), 0) as bigint) from products")
+        app.scalar("select cast(coalesce(sum(stock), 0) as bigint) from variants")
             .await,
     )
 }

@@ -196,6 +196,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         }
     };
     config.demo_data = Some(false);
+    // Tests charge more in a day than a user may by default; the daily limit's own
+    // tests lower it again.
+    config.max_daily_charge = 1_000_000_000_000;
     config.events_file = Some(dir.path().join("shop.events.jsonl"));
     config.outbox_interval_ms = 20;
     config.expiry_interval_ms = 50;
@@ -649,6 +652,7 @@ pub fn launch_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
         .env("SHOP_EVENTS_FILE", app.dir.path().join("shop.events.jsonl"))
         .env("SHOP_OUTBOX_INTERVAL_MS", "20")
         .env("SHOP_DEMO_DATA", "false")
+        .env("SHOP_MAX_DAILY_CHARGE", config.max_daily_charge.to_string())
         .env("SHOP_ADMIN_TOKEN", &app.admin_token)
         .env("RUST_LOG", "warn")
         // several instances and parallel tests share one PostgreSQL (max_connections 100)

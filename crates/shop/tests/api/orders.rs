@@ -33,7 +33,8 @@ async fn place_then_pay_takes_the_final_amount_once(#[case] backend: Backend) {
     assert_eq!(order["items"].as_array().unwrap().len(), 3);
     assert_eq!(
         order["items"][0],
-        json!({"productId": a, "name": "a", "unitPrice": 10_000, "quantity": 2, "amount": 20_000})
+        json!({"productId": a, "variantId": a, "name": "a", "options": {}, "unitPrice": 10_000,
+            "quantity": 2, "amount": 20_000})
     );
     assert_eq!(order["totalAmount"], 32_500);
     assert_eq!(order["discountAmount"], 3_000);

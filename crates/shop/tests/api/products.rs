@@ -19,9 +19,16 @@ async fn admin_creates_renames_reprices_and_adjusts_stock(#[case] backend: Backe
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = p["id"].as_i64().unwrap();
+    let created_at = p["createdAt"].clone();
+    let variant = p["variants"][0]["id"].clone();
     assert_eq!(
         p,
-        json!({"id": id, "name": "keyboard", "price": 89_000, "stock": 10})
+        json!({"id": id, "name": "keyboard", "description": "", "status": "ACTIVE",
+               "price": 89_000, "stock": 10, "soldOut": false, "images": [], "options": [],
+               "variants": [{"id": variant, "sku": null, "options": {}, "price": 89_000,
+                             "stock": 10, "soldOut": false}],
+               "createdAt": created_at, "updatedAt": created_at}),
+        "a product made without options has one default variant holding its price and stock"
     );
 
     let (s, p) = app
@@ -71,9 +78,23 @@ async fn admin_creates_renames_reprices_and_adjusts_stock(#[case] backend: Backe
     let (s, got) = app.get(&format!("/api/v1/products/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        got,
-        json!({"id": id, "name": "clicky keyboard", "price": 79_000, "stock": 0})
+        (
+            &got["id"],
+            &got["name"],
+            &got["price"],
+            &got["stock"],
+            &got["soldOut"]
+        ),
+        (
+            &json!(id),
+            &json!("clicky keyboard"),
+            &json!(79_000),
+            &json!(0),
+            &json!(true)
+        )
     );
+    assert_eq!(got["variants"][0]["price"], 79_000);
+    assert_eq!(got["variants"][0]["stock"], 0);
     app.check_invariants().await;
 }
 
@@ -125,7 +146,10 @@ async fn product_list_pages_with_an_opaque_cursor(#[case] backend: Backend) {
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen, ids);
+    // Newest first, by default.
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
 
     // default page size is 20
     let (_, page) = app.get("/api/v1/products").await;

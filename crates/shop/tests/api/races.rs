@@ -139,8 +139,10 @@ async fn thirty_buyers_for_ten_units_pay_at_once(#[case] backend: Backend) {
         10
     );
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         0
     );
     assert_eq!(app.stock(product).await, 0);
@@ -488,8 +490,10 @@ async fn cancel_racing_payment_ends_consistent(#[case] backend: Backend) {
 
     // All stock is back: no order holds any.
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         50
     );
     assert_eq!(
@@ -610,8 +614,10 @@ async fn payment_racing_expiry_past_the_ttl_is_refused(#[case] backend: Backend)
         0
     );
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         20
     );
     let ucs_list = ucs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
@@ -663,8 +669,10 @@ async fn payment_racing_expiry_within_the_ttl_succeeds(#[case] backend: Backend)
         N as i64
     );
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         20 - N as i64
     );
     let ucs_list = ucs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
@@ -734,8 +742,10 @@ async fn one_coupon_in_ten_simultaneous_orders_is_used_once(#[case] backend: Bac
     );
     // Only the winner holds stock.
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         98
     );
     app.check_invariants().await;
@@ -845,8 +855,10 @@ async fn mixed_storm_keeps_every_invariant(#[case] backend: Backend) {
         paid_with_coupon
     );
     assert_eq!(
-        app.scalar(&format!("select stock from products where id = {product}"))
-            .await,
+        app.scalar(&format!(
+            "select cast(sum(stock) as bigint) from variants where product_id = {product}"
+        ))
+        .await,
         STOCK - paid
     );
     let paid_total = app

@@ -69,7 +69,8 @@ async fn top_five_by_paid_quantity_in_the_last_three_days(#[case] backend: Backe
     let (_, body) = app.get("/api/v1/products/popular").await;
     assert_eq!(
         body["items"][0],
-        json!({"rank": 1, "productId": products[0], "name": "p0", "price": 100, "soldQuantity": 10})
+        json!({"rank": 1, "productId": products[0], "name": "p0", "price": 100, "soldQuantity": 10,
+               "salesAmount": 1_000})
     );
 
     assert_eq!(popular(&app, "?limit=2").await.len(), 2);
