@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::product::routes::router())
         .merge(crate::coupon::routes::router())
         .merge(crate::order::routes::router())
+        .merge(crate::cart::routes::router())
         .merge(crate::outbox::routes::router())
         // Outermost first: who is asking, are they over their rate, then the
         // idempotency claim (scoped to the caller).

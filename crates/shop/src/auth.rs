@@ -299,10 +299,9 @@ pub struct OwnUser(pub UserId);
 impl<S: Send + Sync> FromRequestParts<S> for OwnUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let caller = caller_in(parts).require_authenticated()?;
-        let crate::http::PathId(user) =
-            crate::http::PathId::<UserId>::from_request_parts(parts, state).await?;
+        let user = UserId(crate::http::path_id(parts, "userId").await?);
         caller.require_user(user)?;
         Ok(OwnUser(user))
     }

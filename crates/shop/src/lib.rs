@@ -11,6 +11,7 @@ pub mod auth; // bearer tokens: who is asking, and may they
 pub mod balance; // users, balance charge and ledger
 pub mod batch; // the write path: batches decided in memory, written in bulk
 pub mod cache; // Redis: optional shared cache and coupon gate
+pub mod cart; // a user's cart and checkout
 pub mod clock; // injected time source
 pub mod config; // settings from flags and environment
 pub mod consumer; // the reference data-platform consumer (exactly once in effect)

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{balance, coupon, order, outbox, product, ranking};
+use crate::{balance, cart, coupon, order, outbox, product, ranking};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -58,6 +58,11 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
         order::routes::admin_list,
         order::routes::ship,
         order::routes::deliver,
+        cart::routes::detail,
+        cart::routes::set_line,
+        cart::routes::remove_line,
+        cart::routes::clear,
+        cart::routes::checkout,
         outbox::routes::list,
         outbox::routes::retry_all,
         outbox::routes::retry_one,
@@ -67,6 +72,7 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
         (name = "products", description = "products and the top-products ranking"),
         (name = "coupons", description = "first-come-first-served coupons"),
         (name = "orders", description = "orders and payment"),
+        (name = "cart", description = "a user's cart and its checkout"),
         (name = "admin", description = "catalogue and coupon administration"),
     )
 )]
@@ -148,6 +154,8 @@ impl Modify for Guarantees {
                 (false, item.get.as_mut()),
                 (true, item.post.as_mut()),
                 (true, item.patch.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.delete.as_mut()),
             ];
             for (mutation, op) in ops {
                 let Some(op) = op else { continue };
@@ -176,6 +184,12 @@ impl Modify for Guarantees {
                         op,
                         "422",
                         "IDEMPOTENCY_KEY_REUSED: the key came with another request",
+                    );
+                    ensure(
+                        op,
+                        "504",
+                        "OUTCOME_UNKNOWN: the write was accepted but its outcome is not known \
+                         yet; a retry with the same Idempotency-Key tells it",
                     );
                 }
                 ensure(op, "400", "INVALID_REQUEST");

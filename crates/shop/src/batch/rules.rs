@@ -379,8 +379,8 @@ pub struct Changes {
     pub events: Vec<(EventType, Order)>,
     /// Units and won sold per (hour of payment, product); negative for refunds.
     pub sales: BTreeMap<(i64, ProductId), (i64, i64)>,
-    /// Users whose carts were ordered (and emptied).
-    pub carts_ordered: BTreeSet<UserId>,
+    /// Cart lines ordered by a checkout (and so removed from the cart).
+    pub carts_ordered: BTreeSet<(UserId, VariantId)>,
 }
 
 impl Changes {
@@ -523,8 +523,9 @@ fn checkout(
         now_ms,
         reserved,
     )?;
-    state.carts.remove(&user);
-    state.changes.carts_ordered.insert(user);
+    for (variant, _) in state.carts.remove(&user).unwrap_or_default() {
+        state.changes.carts_ordered.insert((user, variant));
+    }
     Ok(order)
 }
 

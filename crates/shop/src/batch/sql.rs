@@ -912,13 +912,15 @@ pub async fn write(
         ));
     }
     if !c.carts_ordered.is_empty() {
-        let users = id_rows(&c.carts_ordered);
+        let lines: Vec<_> = c.carts_ordered.iter().map(|(u, v)| (u.0, v.0)).collect();
         stmts.push(over(
             "delete from cart_items
-             where user_id in (select cast(j.value ->> 0 as bigint) from {rows})",
-            users.clone(),
+             where (user_id, variant_id) in
+                 (select cast(j.value ->> 0 as bigint), cast(j.value ->> 1 as bigint) from {rows})",
+            json(&lines),
         ));
-        let rows: Vec<_> = c.carts_ordered.iter().map(|u| (u.0, now_ms)).collect();
+        let users: BTreeSet<UserId> = c.carts_ordered.iter().map(|(u, _)| *u).collect();
+        let rows: Vec<_> = users.iter().map(|u| (u.0, now_ms)).collect();
         stmts.push(over(
             "update carts set updated_at = cast(j.value ->> 1 as bigint)
              from {rows} where carts.user_id = cast(j.value ->> 0 as bigint)",

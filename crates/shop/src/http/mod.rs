@@ -85,6 +85,19 @@ impl<S: Send + Sync, T: From<i64>> FromRequestParts<S> for PathId<T> {
     }
 }
 
+/// The id in the path parameter `name` (of a route with several): 400 when malformed.
+pub async fn path_id(parts: &mut Parts, name: &str) -> Result<i64, ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+    let raw = params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| ApiError::invalid(format!("the path has no `{name}`")))?;
+    parse_id(&raw)
+}
+
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),

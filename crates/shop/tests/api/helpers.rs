@@ -365,6 +365,16 @@ impl TestApp {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send_json(reqwest::Method::PUT, path, Some(&body), None)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send_json(reqwest::Method::DELETE, path, None, None)
+            .await
+    }
+
     /// POST with an `Idempotency-Key`.
     pub async fn post_with_key(&self, path: &str, body: Value, key: &str) -> Answer {
         self.send_json(reqwest::Method::POST, path, Some(&body), Some(key))
