@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::Subcommand)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
-    /// GET the product list, a product's detail and /products/popular, in turn.
+    /// GET the product list, a product's detail, /products/popular and a search of
+    /// the product names (`?q=`), in turn.
     Browse,
     /// `--users` users race to issue one coupon of `--coupons`.
     CouponRush,
@@ -29,6 +30,10 @@ pub enum Scenario {
     /// (one coupon of `--coupons`), 15% order and pay over `--products` products and
     /// `--users` users, 5% balance reads and charges.
     Mixed,
+    /// Shoppers fill their carts and check out: each of `--users` users, in turn, puts
+    /// a line in its cart, puts a second one, then checks out and pays
+    /// (`POST /users/{id}/cart/checkout` with `"pay": true`), over `--products`.
+    Cart,
 }
 
 impl Scenario {
@@ -39,13 +44,14 @@ impl Scenario {
             Scenario::HotProduct => "hot-product",
             Scenario::SpreadOrders => "spread-orders",
             Scenario::Mixed => "mixed",
+            Scenario::Cart => "cart",
         }
     }
 
     /// What the scenario creates through the admin routes while preparing.
     pub fn admin_creates(self) -> &'static str {
         match self {
-            Scenario::Browse | Scenario::SpreadOrders => "its products",
+            Scenario::Browse | Scenario::SpreadOrders | Scenario::Cart => "its products",
             Scenario::CouponRush => "its coupon",
             Scenario::HotProduct => "its product",
             Scenario::Mixed => "its products and coupon",
@@ -180,6 +186,8 @@ fn spread(k: u64, len: usize) -> usize {
 #[derive(Debug, Clone)]
 struct Urls {
     product_list: Url,
+    /// Searches of the product names, by product index.
+    search: Vec<Url>,
     popular: Url,
     orders: Url,
     issue: Option<Url>,
@@ -203,6 +211,9 @@ impl Urls {
         };
         Ok(Urls {
             product_list: url("/api/v1/products?limit=20".into())?,
+            search: (0..products.len())
+                .map(|i| url(format!("/api/v1/products?q=product%20{i}&limit=20")))
+                .collect::<anyhow::Result<_>>()?,
             popular: url("/api/v1/products/popular".into())?,
             orders: url("/api/v1/orders".into())?,
             issue: coupon
@@ -231,6 +242,8 @@ pub struct Prepared {
     pub base: String,
     pub users: Vec<LoadUser>,
     pub products: Vec<i64>,
+    /// The products' variants (one each), by product index.
+    pub variants: Vec<i64>,
     pub coupon: Option<i64>,
     /// coupon-rush and mixed: the coupon's total; hot-product: the product's initial stock.
     pub quantity: u64,
@@ -256,12 +269,19 @@ impl Prepared {
             scenario,
             base,
             users,
+            variants: products.clone(),
             products,
             coupon,
             quantity,
             keys: Some(format!("load-{:016x}", fastrand::u64(..))),
             urls,
         })
+    }
+
+    /// The variant of each product (the product's id when not set).
+    pub fn with_variants(mut self, variants: Vec<i64>) -> Prepared {
+        self.variants = variants;
+        self
     }
 
     /// Sends no `Idempotency-Key` (to compare with keyed runs).
@@ -278,8 +298,17 @@ impl Prepared {
         user: &LoadUser,
         body: String,
     ) -> reqwest::RequestBuilder {
-        let req = client
-            .post(url.clone())
+        self.send_json(client.post(url.clone()), i, user, body)
+    }
+
+    fn send_json(
+        &self,
+        req: reqwest::RequestBuilder,
+        i: u64,
+        user: &LoadUser,
+        body: String,
+    ) -> reqwest::RequestBuilder {
+        let req = req
             .header(AUTHORIZATION, user.auth.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
@@ -317,11 +346,36 @@ impl Prepared {
     pub fn request(&self, client: &reqwest::Client, i: u64) -> reqwest::RequestBuilder {
         let (users, products) = (self.users.len(), self.products.len());
         match self.scenario {
-            Scenario::Browse => match i % 3 {
+            Scenario::Browse => match i % 4 {
                 0 => client.get(self.urls.product_list.clone()),
-                1 => client.get(self.urls.product[pick(i / 3, products)].clone()),
-                _ => client.get(self.urls.popular.clone()),
+                1 => client.get(self.urls.product[pick(i / 4, products)].clone()),
+                2 => client.get(self.urls.popular.clone()),
+                _ => client.get(self.urls.search[spread(i / 4, products)].clone()),
             },
+            Scenario::Cart => {
+                // Every user takes step 0, then every user step 1, ...: one user's
+                // steps are `users` requests apart, so they arrive in order.
+                let (u, round) = (pick(i, users), i / users.max(1) as u64);
+                let user = &self.users[u];
+                let base = format!("{}/api/v1/users/{}/cart", self.base, user.id);
+                match round % 3 {
+                    step @ (0 | 1) => {
+                        let variant = self.variants[spread(round + step + u as u64, products)];
+                        self.send_json(
+                            client.put(format!("{base}/items/{variant}")),
+                            i,
+                            user,
+                            "{\"quantity\":1}".into(),
+                        )
+                    }
+                    _ => self.send_json(
+                        client.post(format!("{base}/checkout")),
+                        i,
+                        user,
+                        "{\"pay\":true}".into(),
+                    ),
+                }
+            }
             Scenario::CouponRush => self.issue(client, i, &self.users[pick(i, users)]),
             Scenario::HotProduct | Scenario::SpreadOrders => {
                 let user = &self.users[pick(i, users)];
@@ -485,10 +539,28 @@ async fn products(
     stock: u64,
     concurrency: usize,
 ) -> anyhow::Result<Vec<i64>> {
+    Ok(
+        products_and_variants(client, base, admin, n, stock, concurrency)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+    )
+}
+
+/// `n` products of `stock` each, at [`PRICE`], with their (one) variant.
+async fn products_and_variants(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &HeaderValue,
+    n: usize,
+    stock: u64,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(i64, i64)>> {
     parallel(n, concurrency, |i| {
         let (client, base, admin) = (client.clone(), base.to_string(), admin.clone());
         async move {
-            id(&post(
+            let p = post(
                 &client,
                 &base,
                 "/api/v1/admin/products",
@@ -496,7 +568,10 @@ async fn products(
                 json!({ "name": format!("load product {i}"), "price": PRICE, "stock": stock }),
                 201,
             )
-            .await?)
+            .await?;
+            // A server from before variants answers none: the product is its variant.
+            let variant = p["variants"][0]["id"].as_i64();
+            Ok((id(&p)?, variant.unwrap_or(id(&p)?)))
         }
     })
     .await
@@ -549,6 +624,7 @@ pub async fn prepare(
     let base = base.trim_end_matches('/');
     let (mut users_made, mut products_made, mut coupon_made, mut quantity) =
         (Vec::new(), Vec::new(), None, 0);
+    let mut variants_made = None;
     match scenario {
         Scenario::Browse => {
             let p = sizes.products.unwrap_or(100).max(1);
@@ -583,15 +659,30 @@ pub async fn prepare(
             users_made = users(client, base, n, balance_for(orders, n), concurrency).await?;
             coupon_made = Some(coupon(client, base, admin, "load mixed", quantity).await?);
         }
+        Scenario::Cart => {
+            let n = sizes.users.unwrap_or(1_000).max(1);
+            let p = sizes.products.unwrap_or(100).max(1);
+            let made =
+                products_and_variants(client, base, admin, p, 1_000_000, concurrency).await?;
+            products_made = made.iter().map(|(p, _)| *p).collect();
+            variants_made = Some(made.iter().map(|(_, v)| *v).collect());
+            // Each checkout orders (at most) two lines of one unit.
+            let checkouts = requests.div_ceil(3);
+            users_made = users(client, base, n, 2 * balance_for(checkouts, n), concurrency).await?;
+        }
     }
-    Prepared::new(
+    let prepared = Prepared::new(
         scenario,
         base,
         users_made,
         products_made,
         coupon_made,
         quantity,
-    )
+    )?;
+    Ok(match variants_made {
+        Some(variants) => prepared.with_variants(variants),
+        None => prepared,
+    })
 }
 
 #[cfg(test)]

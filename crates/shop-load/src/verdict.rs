@@ -216,6 +216,29 @@ pub async fn scenario_checks(
                 count(Action::Charge)?,
             ));
         }
+        Scenario::Cart => {
+            let paid = paid_orders(db, &prepared.products).await?;
+            out.push(equal(
+                "cart: paid orders == checkouts answered 201",
+                paid,
+                created,
+            ));
+            let ids: Vec<i64> = prepared.users.iter().map(|u| u.id).collect();
+            let leftover = scalar(
+                db,
+                &format!(
+                    "select count(*) from cart_items i join orders o on o.user_id = i.user_id
+                     join order_items oi on oi.order_id = o.id and oi.variant_id = i.variant_id
+                     where i.user_id in ({}) and i.added_at <= o.created_at",
+                    id_list(&ids)
+                ),
+            )
+            .await?;
+            out.push(zero(
+                "cart: a line ordered by a checkout still in its cart",
+                leftover,
+            ));
+        }
     }
     Ok(out)
 }

@@ -147,9 +147,10 @@ pub struct Config {
     #[arg(long, env = "SHOP_BATCH_MAX", default_value_t = 128)]
     pub batch_max: usize,
 
-    /// Writer tasks taking batches. Default: 1 on SQLite (one writer); 2 on PostgreSQL,
-    /// whose batches take turns through an advisory lock (the whole pool without group
-    /// commit, one order per transaction).
+    /// Writer tasks taking batches, each with a queue and a connection of its own; a
+    /// job goes to the writer of the row it contends for most (its product, coupon,
+    /// user or order). Default: 1 on SQLite (one writer); on PostgreSQL the size of the
+    /// write pool (a quarter of `SHOP_DB_MAX_CONNECTIONS`, 2..=8).
     #[arg(long, env = "SHOP_BATCH_WRITERS")]
     pub batch_writers: Option<usize>,
 

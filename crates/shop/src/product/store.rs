@@ -232,13 +232,18 @@ pub async fn list(
         ));
     }
     if let Some(q) = query.q.as_deref().filter(|q| !q.is_empty()) {
-        let pattern = param(P::T(contains_pattern(q)));
-        // Three or more characters are answered from the trigram index.
+        // Three or more characters are answered from the trigram index: on SQLite as
+        // an FTS5 phrase (a LIKE with ESCAPE would not use the index), on PostgreSQL
+        // as a LIKE that pg_trgm's index answers.
         conditions.push(match backend {
-            Backend::Sqlite if q.chars().count() >= 3 => format!(
-                "p.id in (select rowid from products_search where name like {pattern} escape '\\')"
-            ),
-            _ => format!("lower(p.name) like {pattern} escape '\\'"),
+            Backend::Sqlite if q.chars().count() >= 3 => {
+                let phrase = param(P::T(format!("\"{}\"", q.replace('"', "\"\""))));
+                format!("p.id in (select rowid from products_search where products_search match {phrase})")
+            }
+            _ => {
+                let pattern = param(P::T(contains_pattern(q)));
+                format!("lower(p.name) like {pattern} escape '\\'")
+            }
         });
     }
     let order = match query.sort {

@@ -650,3 +650,50 @@ async fn a_server_with_nats_up_reports_the_sink_ok() {
     }
     panic!("never ready with NATS up:\n{}", server.log());
 }
+
+/// The shell block of the README's "Run it", run by bash as it stands (with the
+/// server's port) against a fresh server with the demo data, from the server's
+/// directory: every request must succeed (curl `--fail-with-body`), so the README
+/// cannot rot.
+#[tokio::test]
+async fn the_readme_examples_run_against_a_fresh_server() {
+    let readme = include_str!("../../../../README.md");
+    let run_it = &readme[readme.find("## Run it").expect("a Run it section")..];
+    let block = run_it
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").expect("a closed block")])
+        .find(|b| b.contains("localhost:8080"))
+        .expect("a shell block with requests");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = shop(dir.path());
+    command.env("SHOP_DEMO_DATA", "true");
+    let server = Server::start(command, dir.path()).await;
+    let script = format!(
+        "set -euo pipefail\ncurl() {{ command curl --fail-with-body \"$@\"; echo; }}\n{}",
+        block.replace("localhost:8080", &format!("localhost:{}", server.port))
+    );
+    let out = finish({
+        let mut bash = Command::new("bash");
+        bash.arg("-c").arg(&script).current_dir(dir.path());
+        bash
+    })
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the README's block failed:\n{stdout}\n{}\nserver:\n{}",
+        text(&out.stderr),
+        server.log()
+    );
+    assert_eq!(
+        stdout.matches(r#""status":"PAID""#).count(),
+        2,
+        "an order and a checkout, both paid:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""options":{"colour":"black","size":"M"}"#),
+        "{stdout}"
+    );
+}
