@@ -301,8 +301,9 @@ impl<S: Send + Sync> FromRequestParts<S> for OwnUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let caller = caller_in(parts).require_authenticated()?;
-        let crate::http::PathId(user) =
-            crate::http::PathId::<UserId>::from_request_parts(parts, state).await?;
+        let user: UserId = crate::http::PathIds::from_request_parts(parts, state)
+            .await?
+            .get("userId")?;
         caller.require_user(user)?;
         Ok(OwnUser(user))
     }
