@@ -317,7 +317,7 @@ pub async fn spawn_workers(
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown.clone()));
     let (cache, local) = (state.cache.clone(), state.local.clone());
-    let news = tokio::spawn(async move { cache.follow_product_changes(local, shutdown).await });
+    let news = tokio::spawn(async move { cache.follow_changes(local, shutdown).await });
     Ok(vec![relay, expiry, news])
 }
 
@@ -410,5 +410,13 @@ impl AppState {
         let ids: Vec<_> = ids.into_iter().collect();
         self.local.forget_products(ids.iter().copied());
         self.cache.forget_products(&ids).await;
+    }
+
+    /// After the admin edited a coupon: its sold-out and inactive verdicts are
+    /// forgotten here at once, in the Redis gate, and, through Redis, on every other
+    /// instance.
+    pub async fn coupon_changed(&self, id: crate::ids::CouponId) {
+        self.local.forget_coupon(id);
+        self.cache.forget_coupon(id).await;
     }
 }

@@ -1,7 +1,9 @@
 //! Redis: optional, shared by all instances, and never the source of truth for money
 //! or stock. It holds copies (product details, computed rankings) that are dropped
 //! on every change, and the coupon gate, which only repeats refusals the database has
-//! already made. Every call fails open: when Redis is down or slow (a short response
+//! already made (sold out and inactive ones until the admin edits the coupon: each
+//! edit bumps the coupon's generation, and a refusal is learnt only under the
+//! generation its request began with). Every call fails open: when Redis is down or slow (a short response
 //! timeout), the caller goes to the database and the readiness check says "degraded".
 //! After a flush or restart nothing is lost: copies are read again from the database
 //! and the gate learns again from the database's answers.
@@ -29,6 +31,8 @@ pub struct Redis {
     conn: RwLock<Option<ConnectionManager>>,
     prefix: String,
     gate: redis::Script,
+    learn: redis::Script,
+    forget: redis::Script,
 }
 
 /// What the coupon gate knows before the database is asked.
@@ -36,22 +40,48 @@ pub struct Redis {
 pub enum Gate {
     /// Nothing known: ask the database.
     Pass,
-    /// The database said the coupon is sold out (it stays so: coupons are never
-    /// taken back).
+    /// The database said the coupon is sold out (until the admin raises its total).
     SoldOut,
+    /// The database said the coupon is INACTIVE (until the admin re-activates it).
+    Inactive,
     /// The database issued this coupon to this user.
     AlreadyIssued,
 }
 
-/// One Lua script, so both checks see one consistent moment.
+/// One Lua script, so the checks see one consistent moment: the verdict and the
+/// coupon's generation (keys: holders, sold-out, inactive, generation).
 const GATE_SCRIPT: &str = r"
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
-return 0
+local generation = tonumber(redis.call('GET', KEYS[4]) or '0')
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {2, generation} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {3, generation} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1, generation} end
+return {0, generation}
+";
+
+/// Sets a refusal flag (KEYS[1]) only if the generation (KEYS[2]) is still ARGV[1].
+const LEARN_SCRIPT: &str = r"
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[2])
+return 1
+";
+
+/// Bumps the generation (KEYS[1]) and drops the sold-out and inactive flags.
+const FORGET_SCRIPT: &str = r"
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
 ";
 
 /// The channel (under the prefix) on which instances announce changed products.
 const PRODUCT_CHANGES: &str = "products-changed";
+
+/// The channel (under the prefix) on which instances announce edited coupons.
+const COUPON_CHANGES: &str = "coupons-changed";
+
+/// A coupon's generation in the gate, as read with its verdict (`None`: Redis did not
+/// answer, so nothing may be learnt into it).
+pub type Generation = Option<i64>;
 
 /// How long gate knowledge is kept after its last change.
 const GATE_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -77,6 +107,8 @@ impl Cache {
             conn: RwLock::new(None),
             prefix: prefix.to_string(),
             gate: redis::Script::new(GATE_SCRIPT),
+            learn: redis::Script::new(LEARN_SCRIPT),
+            forget: redis::Script::new(FORGET_SCRIPT),
         });
         if let Err(e) = redis.try_connect().await {
             let addr = redis.address();
@@ -198,10 +230,11 @@ impl Cache {
         }
     }
 
-    /// Follows the product changes other instances publish, dropping `local` copies,
-    /// until `shutdown`. After any gap (not yet subscribed, Redis down) every copy is
-    /// dropped, since news may have been missed.
-    pub async fn follow_product_changes(
+    /// Follows the product and coupon changes instances publish (this one's too),
+    /// dropping `local` copies and refusals, until `shutdown`. After any gap (not yet
+    /// subscribed, Redis down) every product copy and every sold-out or inactive
+    /// verdict is dropped, since news may have been missed.
+    pub async fn follow_changes(
         &self,
         local: std::sync::Arc<crate::local_cache::LocalCache>,
         shutdown: tokio_util::sync::CancellationToken,
@@ -210,11 +243,16 @@ impl Cache {
         let Cache::Redis(r) = self else {
             return;
         };
-        let channel = r.key(PRODUCT_CHANGES);
+        let (products, coupons) = (r.key(PRODUCT_CHANGES), r.key(COUPON_CHANGES));
+        let forget_all = || {
+            local.forget_all_products();
+            local.forget_all_coupons();
+        };
         while !shutdown.is_cancelled() {
             let subscribed = async {
                 let mut pubsub = r.client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
+                pubsub.subscribe(&products).await?;
+                pubsub.subscribe(&coupons).await?;
                 redis::RedisResult::Ok(pubsub)
             };
             let stream = tokio::select! {
@@ -223,7 +261,7 @@ impl Cache {
             };
             match stream {
                 Ok(pubsub) => {
-                    local.forget_all_products();
+                    forget_all();
                     let mut messages = pubsub.into_on_message();
                     loop {
                         let msg = tokio::select! {
@@ -232,13 +270,14 @@ impl Cache {
                         };
                         let Some(msg) = msg else { break };
                         let news: String = msg.get_payload().unwrap_or_default();
-                        local.forget_products(
-                            news.split(',')
-                                .filter_map(|id| id.parse().ok())
-                                .map(ProductId),
-                        );
+                        let ids = news.split(',').filter_map(|id| id.parse().ok());
+                        if msg.get_channel_name() == coupons {
+                            ids.map(CouponId).for_each(|c| local.forget_coupon(c));
+                        } else {
+                            local.forget_products(ids.map(ProductId));
+                        }
                     }
-                    local.forget_all_products();
+                    forget_all();
                 }
                 Err(e) => {
                     failed::<()>("subscribe", e);
@@ -278,54 +317,97 @@ impl Cache {
             .await;
     }
 
-    /// The coupon gate: refusals the database has already made, answered without it.
-    pub async fn coupon_gate(&self, coupon: CouponId, user: UserId) -> Gate {
+    /// The coupon gate: refusals the database has already made, answered without it,
+    /// and the coupon's generation to learn new ones under.
+    pub async fn coupon_gate(&self, coupon: CouponId, user: UserId) -> (Gate, Generation) {
         let Some((r, mut conn)) = self.redis() else {
-            return Gate::Pass;
+            return (Gate::Pass, None);
         };
         let verdict = r
             .gate
             .key(r.key(&format!("coupon:{coupon}:users")))
             .key(r.key(&format!("coupon:{coupon}:sold-out")))
+            .key(r.key(&format!("coupon:{coupon}:inactive")))
+            .key(r.key(&format!("coupon:{coupon}:generation")))
             .arg(user.0)
-            .invoke_async::<i64>(&mut conn)
+            .invoke_async::<(i64, i64)>(&mut conn)
             .await;
         match verdict {
-            Ok(2) => Gate::AlreadyIssued,
-            Ok(1) => Gate::SoldOut,
-            Ok(_) => Gate::Pass,
-            Err(e) => failed("coupon gate", e).unwrap_or(Gate::Pass),
+            Ok((2, generation)) => (Gate::AlreadyIssued, Some(generation)),
+            Ok((1, generation)) => (Gate::SoldOut, Some(generation)),
+            Ok((3, generation)) => (Gate::Inactive, Some(generation)),
+            Ok((_, generation)) => (Gate::Pass, Some(generation)),
+            Err(e) => (failed("coupon gate", e).unwrap_or(Gate::Pass), None),
         }
     }
 
-    /// Teaches the gate what the database decided (after the commit).
-    pub async fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate) {
+    /// Teaches the gate what the database decided (after the commit): a sold-out or
+    /// inactive verdict only under the generation `generation` the request began with.
+    pub async fn coupon_decided(
+        &self,
+        coupon: CouponId,
+        user: UserId,
+        verdict: Gate,
+        generation: Generation,
+    ) {
         let Some((r, mut conn)) = self.redis() else {
             return;
         };
-        let result = match verdict {
+        let flag = match verdict {
             Gate::Pass => return,
             Gate::AlreadyIssued => {
                 let key = r.key(&format!("coupon:{coupon}:users"));
-                redis::pipe()
+                let result = redis::pipe()
                     .sadd(&key, user.0)
                     .ignore()
                     .expire(&key, GATE_TTL_SECS)
                     .ignore()
                     .query_async::<()>(&mut conn)
-                    .await
+                    .await;
+                if let Err(e) = result {
+                    failed::<()>("coupon gate update", e);
+                }
+                return;
             }
-            Gate::SoldOut => {
-                conn.set_ex::<_, _, ()>(
-                    r.key(&format!("coupon:{coupon}:sold-out")),
-                    1,
-                    GATE_TTL_SECS as u64,
-                )
-                .await
-            }
+            Gate::SoldOut => "sold-out",
+            Gate::Inactive => "inactive",
         };
+        let Some(generation) = generation else { return };
+        let result = r
+            .learn
+            .key(r.key(&format!("coupon:{coupon}:{flag}")))
+            .key(r.key(&format!("coupon:{coupon}:generation")))
+            .arg(generation)
+            .arg(GATE_TTL_SECS)
+            .invoke_async::<i64>(&mut conn)
+            .await;
         if let Err(e) = result {
             failed::<()>("coupon gate update", e);
+        }
+    }
+
+    /// The admin edited `coupon` (after the commit): the gate forgets its sold-out and
+    /// inactive verdicts, and every instance is told to forget its own.
+    pub async fn forget_coupon(&self, coupon: CouponId) {
+        let Some((r, mut conn)) = self.redis() else {
+            return;
+        };
+        let forgot = r
+            .forget
+            .key(r.key(&format!("coupon:{coupon}:generation")))
+            .key(r.key(&format!("coupon:{coupon}:sold-out")))
+            .key(r.key(&format!("coupon:{coupon}:inactive")))
+            .arg(GATE_TTL_SECS)
+            .invoke_async::<i64>(&mut conn)
+            .await;
+        if let Err(e) = forgot {
+            failed::<()>("coupon gate forget", e);
+        }
+        let told = conn
+            .publish::<_, _, ()>(r.key(COUPON_CHANGES), coupon.to_string())
+            .await;
+        if let Err(e) = told {
+            failed::<()>("publish", e);
         }
     }
 }

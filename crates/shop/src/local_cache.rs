@@ -6,11 +6,14 @@
 //!   one made by another instance arrives through Redis pub/sub (see
 //!   [`crate::cache::Cache::forget_products`]), and the age limit bounds what a lost
 //!   message can cost.
-//! - coupon refusals the database has made: sold out, and already issued to a user.
-//!   Both are permanent facts (a coupon's total never grows, an issued coupon is never
-//!   taken back), so they are correct on every instance for ever and need no
-//!   invalidation. For a sold-out coupon, the complete list of its holders (read once),
-//!   so that a keyed request can tell "sold out" from "the repeat of a winner".
+//! - coupon refusals the database has made: already issued to a user (permanent: an
+//!   issued coupon is never taken back), sold out and inactive (until the admin raises
+//!   the total or re-activates the coupon: [`LocalCache::forget_coupon`], on every
+//!   instance through Redis pub/sub, see [`crate::cache::Cache::forget_coupon`]). A
+//!   refusal is learnt only if the coupon's epoch did not move since the request began,
+//!   so a refusal decided before an edit is never kept after it. For a sold-out coupon,
+//!   the complete list of its holders (read once per epoch), so that a keyed request
+//!   can tell "sold out" from "the repeat of a winner".
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,8 +35,12 @@ pub struct LocalCache {
     epochs: Box<[AtomicU64]>,
     ttl: Duration,
     sold_out: Cache<CouponId, ()>,
+    inactive: Cache<CouponId, ()>,
     issued: Cache<(CouponId, UserId), ()>,
-    holders: Cache<CouponId, Holders>,
+    /// Holders of a sold-out coupon, per (coupon, epoch of its shard).
+    holders: Cache<(CouponId, u64), Holders>,
+    /// Bumped when a coupon's refusals are forgotten (as `epochs`, for coupons).
+    coupon_epochs: Box<[AtomicU64]>,
 }
 
 /// The holders of a sold-out coupon; `None` when there are more than [`MAX_HOLDERS`].
@@ -49,8 +56,10 @@ impl LocalCache {
             epochs: (0..EPOCH_SHARDS).map(|_| AtomicU64::new(0)).collect(),
             ttl: product_ttl,
             sold_out: Cache::new(10_000),
+            inactive: Cache::new(10_000),
             issued: Cache::new(1_000_000),
             holders: Cache::new(64),
+            coupon_epochs: (0..EPOCH_SHARDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -96,10 +105,21 @@ impl LocalCache {
         self.products.clear();
     }
 
+    fn coupon_epoch_of(&self, id: CouponId) -> &AtomicU64 {
+        &self.coupon_epochs[(id.0 as u64 % EPOCH_SHARDS as u64) as usize]
+    }
+
+    /// Take when a coupon request begins; pass to [`Self::coupon_decided`].
+    pub fn coupon_epoch(&self, id: CouponId) -> u64 {
+        self.coupon_epoch_of(id).load(Ordering::Acquire)
+    }
+
     /// Refusals already made for this coupon and user.
     pub fn coupon_gate(&self, coupon: CouponId, user: UserId) -> Gate {
         if self.issued.get(&(coupon, user)).is_some() {
             Gate::AlreadyIssued
+        } else if self.inactive.get(&coupon).is_some() {
+            Gate::Inactive
         } else if self.sold_out.get(&coupon).is_some() {
             Gate::SoldOut
         } else {
@@ -107,22 +127,55 @@ impl LocalCache {
         }
     }
 
-    /// The holders of the sold-out `coupon`, read with `load` once per instance
-    /// (concurrent callers wait for the one read).
+    /// The holders of the sold-out `coupon`, read with `load` once per instance and
+    /// epoch (concurrent callers wait for the one read).
     pub async fn sold_out_holders<E>(
         &self,
         coupon: CouponId,
+        epoch: u64,
         load: impl Future<Output = Result<Holders, E>>,
     ) -> Result<Holders, E> {
-        self.holders.get_or_insert_async(&coupon, load).await
+        self.holders
+            .get_or_insert_async(&(coupon, epoch), load)
+            .await
     }
 
-    pub fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate) {
-        match verdict {
-            Gate::Pass => {}
-            Gate::SoldOut => self.sold_out.insert(coupon, ()),
-            Gate::AlreadyIssued => self.issued.insert((coupon, user), ()),
+    /// Remembers a refusal the database made for a request that began at `epoch`: a
+    /// sold-out or inactive verdict only if the coupon was not edited since.
+    pub fn coupon_decided(&self, coupon: CouponId, user: UserId, verdict: Gate, epoch: u64) {
+        let flags = match verdict {
+            Gate::Pass => return,
+            Gate::AlreadyIssued => return self.issued.insert((coupon, user), ()),
+            Gate::SoldOut => &self.sold_out,
+            Gate::Inactive => &self.inactive,
+        };
+        if self.coupon_epoch(coupon) != epoch {
+            return;
         }
+        flags.insert(coupon, ());
+        // An edit between the check and the insert: drop what was just learnt.
+        if self.coupon_epoch(coupon) != epoch {
+            flags.remove(&coupon);
+        }
+    }
+
+    /// The admin changed `coupon` (raised its total, re-activated it): forget that it
+    /// was sold out or inactive.
+    pub fn forget_coupon(&self, coupon: CouponId) {
+        self.coupon_epoch_of(coupon).fetch_add(1, Ordering::AcqRel);
+        self.sold_out.remove(&coupon);
+        self.inactive.remove(&coupon);
+    }
+
+    /// After a gap in the news from other instances: forget every coupon's sold-out and
+    /// inactive verdicts (issued ones stay true).
+    pub fn forget_all_coupons(&self) {
+        for epoch in self.coupon_epochs.iter() {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.sold_out.clear();
+        self.inactive.clear();
+        self.holders.clear();
     }
 }
 
@@ -162,13 +215,34 @@ mod tests {
     fn coupon_refusals_are_remembered() {
         let cache = LocalCache::new(Duration::from_secs(1));
         let (c, u, v) = (CouponId(1), UserId(1), UserId(2));
+        let e = cache.coupon_epoch(c);
         assert_eq!(cache.coupon_gate(c, u), Gate::Pass);
-        cache.coupon_decided(c, u, Gate::AlreadyIssued);
+        cache.coupon_decided(c, u, Gate::AlreadyIssued, e);
         assert_eq!(cache.coupon_gate(c, u), Gate::AlreadyIssued);
         assert_eq!(cache.coupon_gate(c, v), Gate::Pass);
-        cache.coupon_decided(c, v, Gate::SoldOut);
+        cache.coupon_decided(c, v, Gate::SoldOut, e);
         assert_eq!(cache.coupon_gate(c, v), Gate::SoldOut);
         assert_eq!(cache.coupon_gate(c, u), Gate::AlreadyIssued);
         assert_eq!(cache.coupon_gate(CouponId(2), v), Gate::Pass);
+    }
+
+    #[test]
+    fn an_edit_forgets_sold_out_and_inactive_and_outlives_refusals_decided_before_it() {
+        let cache = LocalCache::new(Duration::from_secs(1));
+        let (c, u, v) = (CouponId(1), UserId(1), UserId(2));
+        let before = cache.coupon_epoch(c);
+        cache.coupon_decided(c, u, Gate::AlreadyIssued, before);
+        cache.coupon_decided(c, v, Gate::SoldOut, before);
+        cache.forget_coupon(c);
+        assert_eq!(cache.coupon_gate(c, v), Gate::Pass);
+        assert_eq!(cache.coupon_gate(c, u), Gate::AlreadyIssued, "issued stays");
+        // A refusal decided before the edit, learnt after it, is not kept.
+        cache.coupon_decided(c, v, Gate::Inactive, before);
+        assert_eq!(cache.coupon_gate(c, v), Gate::Pass);
+        let now = cache.coupon_epoch(c);
+        cache.coupon_decided(c, v, Gate::Inactive, now);
+        assert_eq!(cache.coupon_gate(c, v), Gate::Inactive);
+        cache.forget_all_coupons();
+        assert_eq!(cache.coupon_gate(c, v), Gate::Pass);
     }
 }

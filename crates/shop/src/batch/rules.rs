@@ -332,23 +332,7 @@ pub struct PaymentRecord {
     pub failure_code: Option<&'static str>,
 }
 
-/// What happened to an issued coupon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CouponAction {
-    Issued,
-    Used,
-    Restored,
-}
-
-impl CouponAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CouponAction::Issued => "ISSUED",
-            CouponAction::Used => "USED",
-            CouponAction::Restored => "RESTORED",
-        }
-    }
-}
+pub use crate::coupon::CouponAction;
 
 /// Everything the decided jobs change, for one bulk write.
 #[derive(Debug, Clone, Default)]
@@ -846,8 +830,9 @@ fn expire(state: &mut State, id: OrderId, now_ms: i64) -> Option<Order> {
     Some(order)
 }
 
-/// Gives back the stock and coupon an order held.
-fn release(state: &mut State, order: &Order, _now_ms: i64) {
+/// Gives back the stock and coupon an order held. A coupon whose validity has passed
+/// is let go without being given back: no RESTORED step, it reads EXPIRED from now.
+fn release(state: &mut State, order: &Order, now_ms: i64) {
     for (variant, quantity) in order.quantities() {
         move_stock(state, variant, quantity);
     }
@@ -857,11 +842,14 @@ fn release(state: &mut State, order: &Order, _now_ms: i64) {
     {
         uc.order = None;
         uc.used_at = None;
+        let expired = uc.expires_at <= now_ms;
         state.changes.user_coupons.insert(c);
-        state
-            .changes
-            .history
-            .push((c, CouponAction::Restored, Some(order.id)));
+        if !expired {
+            state
+                .changes
+                .history
+                .push((c, CouponAction::Restored, Some(order.id)));
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! only thing that decides who gets one: a guarded increment
 //! (`where issued_quantity < total_quantity`) and a unique `(coupon_id, user_id)` make
 //! over-issue and double-issue impossible however many requests race, on however
-//! many instances.
+//! many instances. The admin may raise or lower `total_quantity` (never below
+//! `issued_quantity`: the edit takes the coupon row's lock, as an issuing batch does)
+//! and stop or resume issue; each edit makes every instance's gate forget its
+//! sold-out and inactive verdicts.
 
 pub mod routes;
 pub mod store;
@@ -138,8 +141,111 @@ pub struct UserCouponView {
     pub product_id: Option<ProductId>,
 }
 
+/// What happened to an issued coupon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CouponAction {
+    /// Issued to the user.
+    Issued,
+    /// Taken by an order.
+    Used,
+    /// Given back by the order (cancelled or expired) before the coupon expired.
+    Restored,
+    /// Its validity passed while it was not in use (derived from `expiresAt`).
+    Expired,
+}
+
+impl CouponAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CouponAction::Issued => "ISSUED",
+            CouponAction::Used => "USED",
+            CouponAction::Restored => "RESTORED",
+            CouponAction::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ISSUED" => Some(CouponAction::Issued),
+            "USED" => Some(CouponAction::Used),
+            "RESTORED" => Some(CouponAction::Restored),
+            "EXPIRED" => Some(CouponAction::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a user coupon's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub action: CouponAction,
+    /// The order that used or gave back the coupon.
+    #[schema(required = true)]
+    pub order_id: Option<OrderId>,
+    pub at: DateTime<Utc>,
+}
+
+/// A user coupon's history, oldest first: the recorded steps, then EXPIRED when the
+/// coupon is not held by an order and its validity has passed, at its expiry (or at
+/// the last step, when an order gave it back only after that).
+pub fn history(
+    mut recorded: Vec<HistoryEntry>,
+    held: bool,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<HistoryEntry> {
+    if !held && expires_at <= now {
+        let at = recorded
+            .last()
+            .map_or(expires_at, |last| last.at.max(expires_at));
+        recorded.push(HistoryEntry {
+            action: CouponAction::Expired,
+            order_id: None,
+            at,
+        });
+    }
+    recorded
+}
+
+/// Applies an admin edit to `coupon`: the total never below what is issued, and the
+/// issue period still a period.
+pub fn apply_changes(
+    coupon: &mut Coupon,
+    changes: &store::CouponChanges,
+) -> Result<(), CouponError> {
+    if let Some(total) = changes.total_quantity {
+        if total < coupon.issued_quantity {
+            return Err(CouponError::QuantityBelowIssued(coupon.issued_quantity));
+        }
+        coupon.total_quantity = total;
+    }
+    if let Some(ends) = changes.issue_ends_at {
+        if let (Some(s), Some(e)) = (coupon.issue_starts_at, ends)
+            && s >= e
+        {
+            return Err(CouponError::Invalid(
+                "issueEndsAt must be after issueStartsAt".into(),
+            ));
+        }
+        coupon.issue_ends_at = ends;
+    }
+    if let Some(name) = &changes.name {
+        coupon.name = name.clone();
+    }
+    if let Some(status) = changes.status {
+        coupon.status = status;
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CouponError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("user coupon {0} not found")]
+    UserCouponNotFound(UserCouponId),
     #[error("coupon {0} not found")]
     NotFound(CouponId),
     #[error("user {0} not found")]
@@ -172,7 +278,11 @@ impl From<CouponError> for ApiError {
 /// The answer to a refused coupon request.
 pub fn refusal(err: &CouponError) -> ApiError {
     match err {
+        CouponError::Invalid(message) => ApiError::invalid(message.clone()),
         e @ CouponError::NotFound(_) => ApiError::not_found("COUPON_NOT_FOUND", e.to_string()),
+        e @ CouponError::UserCouponNotFound(_) => {
+            ApiError::not_found("USER_COUPON_NOT_FOUND", e.to_string())
+        }
         e @ CouponError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", e.to_string()),
         e @ CouponError::SoldOut => ApiError::conflict("COUPON_SOLD_OUT", e.to_string()),
         e @ CouponError::AlreadyIssued => {
@@ -189,5 +299,40 @@ pub fn refusal(err: &CouponError) -> ApiError {
             ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string())
         }
         CouponError::Db(e) => ApiError::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn step(action: CouponAction, order: Option<i64>, at: DateTime<Utc>) -> HistoryEntry {
+        HistoryEntry {
+            action,
+            order_id: order.map(OrderId),
+            at,
+        }
+    }
+
+    #[test]
+    fn expired_is_derived_when_the_validity_passed_unused() {
+        let t0 = Utc::now();
+        let expires = t0 + TimeDelta::days(1);
+        let issued = vec![step(CouponAction::Issued, None, t0)];
+        assert_eq!(history(issued.clone(), false, expires, t0).len(), 1);
+        let h = history(issued.clone(), false, expires, expires);
+        assert_eq!(h[1], step(CouponAction::Expired, None, expires));
+        // Held by an order: not expired (the order may still be paid).
+        assert_eq!(history(issued, true, expires, expires).len(), 1);
+        // A step after the expiry (written before a clock moved back): never before it.
+        let late = expires + TimeDelta::hours(1);
+        let used = vec![
+            step(CouponAction::Issued, None, t0),
+            step(CouponAction::Used, Some(1), t0),
+            step(CouponAction::Restored, Some(1), late),
+        ];
+        let h = history(used, false, expires, late);
+        assert_eq!(h.last().unwrap(), &step(CouponAction::Expired, None, late));
     }
 }

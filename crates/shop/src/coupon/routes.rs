@@ -1,16 +1,17 @@
-//! `/api/v1/admin/coupons` (create), `/api/v1/coupons/{id}` (read, issue) and
-//! `/api/v1/users/{id}/coupons` (a user's coupons).
+//! `/api/v1/admin/coupons` (create, list, edit), `/api/v1/coupons` (the open ones),
+//! `/api/v1/coupons/{id}` (read, issue) and `/api/v1/users/{id}/coupons` (a user's
+//! coupons and each one's history).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::store::{self, NewCoupon};
-use super::{Coupon, CouponError, UserCoupon, UserCouponView};
+use super::store::{self, CouponChanges, NewCoupon};
+use super::{Coupon, CouponError, CouponStatus, HistoryEntry, UserCoupon, UserCouponView};
 use crate::app::AppState;
 use crate::auth::{Authenticated, OwnUser};
 use crate::batch::{Refused, Work};
@@ -18,18 +19,24 @@ use crate::cache::Gate;
 use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::{self, Idempotency, render};
-use crate::http::{Json, Page, Paging, PagingParams, PathId};
-use crate::ids::{CouponId, UserId};
+use crate::http::{Json, Page, Paging, PagingParams, PathId, PathIds};
+use crate::ids::{CouponId, ProductId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 use crate::product::MAX_PRICE;
 use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/admin/coupons", post(create))
+        .route("/api/v1/admin/coupons", post(create).get(admin_list))
+        .route("/api/v1/admin/coupons/{couponId}", patch(update))
+        .route("/api/v1/coupons", get(list_open))
         .route("/api/v1/coupons/{couponId}", get(detail))
         .route("/api/v1/coupons/{couponId}/issue", post(issue))
         .route("/api/v1/users/{userId}/coupons", get(list_for_user))
+        .route(
+            "/api/v1/users/{userId}/coupons/{userCouponId}/history",
+            get(history),
+        )
 }
 
 /// Most coupons one definition may issue.
@@ -58,6 +65,31 @@ pub struct CreateCouponRequest {
     /// 1..=3650, default 30.
     #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i64>,
+    /// Limits the coupon to one product: its discount applies to that product's lines
+    /// only, and an order without one cannot use it.
+    #[schema(minimum = 1)]
+    pub product_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateCouponRequest {
+    /// 1..=200 characters.
+    #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub name: Option<String>,
+    /// INACTIVE stops issue (coupons already issued stay usable); ACTIVE resumes it.
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub status: Option<CouponStatus>,
+    /// 1..=100,000,000, and never below `issuedQuantity` (409
+    /// `COUPON_QUANTITY_BELOW_ISSUED`).
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "crate::http::non_null")]
+    pub total_quantity: Option<i64>,
+    /// RFC 3339, exclusive, after `issueStartsAt`; `null`: issue never closes.
+    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub issue_ends_at: Option<Option<DateTime<Utc>>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -110,7 +142,10 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
         issue_starts_at: req.issue_starts_at,
         issue_ends_at: req.issue_ends_at,
         valid_days,
-        product_id: None,
+        product_id: match req.product_id {
+            Some(p) if p <= 0 => return Err(ApiError::invalid("productId must be a positive id")),
+            p => p.map(ProductId),
+        },
     })
 }
 
@@ -127,10 +162,108 @@ pub async fn create(
     let new = validate(req)?;
     let held = idem.claim(caller)?;
     let now = to_millis(state.clock.now());
-    let work: idempotency::TxWork<Coupon> =
-        Box::new(move |tx| Box::pin(async move { Ok(store::create(tx, &new, now).await?) }));
+    let work: idempotency::TxWork<Coupon> = Box::new(move |tx| {
+        Box::pin(async move {
+            if let Some(p) = new.product_id
+                && !store::product_exists(&mut *tx, p).await?
+            {
+                return Err(CouponError::ProductNotFound(p).into());
+            }
+            Ok(store::create(tx, &new, now).await?)
+        })
+    });
     let (_, res) = idempotency::transact(&state, &idem, held, StatusCode::CREATED, work).await?;
     Ok(res)
+}
+
+/// Every coupon, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/admin/coupons", tag = "admin",
+    params(PagingParams),
+    responses((status = 200, body = Page<Coupon>), (status = 400, body = ErrorBody)))]
+pub async fn admin_list(
+    State(state): State<AppState>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<Coupon>>> {
+    let rows = store::list(state.db.read(), None, paging).await?;
+    Ok(axum::Json(Page::from_rows(rows, paging, |c| c.id.0)))
+}
+
+/// The coupons that can be issued now, newest first: ACTIVE, within their issue
+/// period, not sold out.
+#[utoipa::path(get, path = "/api/v1/coupons", tag = "coupons",
+    params(PagingParams),
+    responses((status = 200, body = Page<Coupon>), (status = 400, body = ErrorBody)))]
+pub async fn list_open(
+    State(state): State<AppState>,
+    paging: Paging,
+) -> ApiResult<axum::Json<Page<Coupon>>> {
+    let rows = store::list(state.db.read(), Some(state.clock.now()), paging).await?;
+    Ok(axum::Json(Page::from_rows(rows, paging, |c| c.id.0)))
+}
+
+/// Edit a coupon (admin): rename it, stop or resume issue, raise or lower its total
+/// (never below what is issued, however many issue at the same moment), move the
+/// end of its issue period. Every instance forgets that it was sold out or inactive.
+#[utoipa::path(patch, path = "/api/v1/admin/coupons/{couponId}", tag = "admin",
+    request_body = UpdateCouponRequest,
+    params(("couponId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Coupon), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "COUPON_QUANTITY_BELOW_ISSUED")))]
+pub async fn update(
+    caller: crate::auth::Caller,
+    State(state): State<AppState>,
+    idem: Idempotency,
+    PathId(id): PathId<CouponId>,
+    Json(req): Json<UpdateCouponRequest>,
+) -> ApiResult<Response> {
+    if let Some(total) = req.total_quantity
+        && !(1..=MAX_COUPON_QUANTITY).contains(&total)
+    {
+        return Err(ApiError::invalid(format!(
+            "totalQuantity must be 1..={MAX_COUPON_QUANTITY}"
+        )));
+    }
+    let changes = CouponChanges {
+        name: req
+            .name
+            .as_deref()
+            .map(crate::product::validate_name)
+            .transpose()?,
+        status: req.status,
+        total_quantity: req.total_quantity,
+        issue_ends_at: req.issue_ends_at,
+    };
+    let held = idem.claim(caller)?;
+    let backend = state.db.backend;
+    let work: idempotency::TxWork<Coupon> = Box::new(move |tx| {
+        Box::pin(async move { Ok(store::update(tx, backend, id, &changes).await?) })
+    });
+    let (changed, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    if changed.is_some() {
+        state.coupon_changed(id).await;
+    }
+    Ok(res)
+}
+
+/// The history of one of the user's coupons, oldest first: ISSUED, USED and RESTORED
+/// as they happened, then EXPIRED once its validity passed while not in use. Someone
+/// else's coupon answers 404, as a missing one does.
+#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons/{userCouponId}/history",
+    tag = "users",
+    params(("userId" = i64, Path, minimum = 1), ("userCouponId" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Vec<HistoryEntry>),
+        (status = 404, body = ErrorBody, description = "USER_COUPON_NOT_FOUND")))]
+pub async fn history(
+    OwnUser(user): OwnUser,
+    State(state): State<AppState>,
+    ids: PathIds,
+) -> ApiResult<axum::Json<Vec<HistoryEntry>>> {
+    let id: UserCouponId = ids.get("userCouponId")?;
+    let mut conn = state.db.read().acquire().await?;
+    Ok(axum::Json(
+        store::history(&mut conn, user, id, state.clock.now()).await?,
+    ))
 }
 
 /// A coupon, with how many have been issued.
@@ -151,7 +284,7 @@ pub async fn detail(
     responses((status = 201, body = UserCoupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,
-            description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED, COUPON_NOT_IN_ISSUE_PERIOD")))]
+            description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED, COUPON_NOT_IN_ISSUE_PERIOD, COUPON_INACTIVE")))]
 pub async fn issue(
     Authenticated(caller): Authenticated,
     State(state): State<AppState>,
@@ -168,18 +301,22 @@ pub async fn issue(
     let keyed = held.is_some();
     // Refusals the database already made are answered from memory. A keyed request
     // whose user holds the coupon may be the repeat of the request that won it: the
-    // writer replays that one.
-    let gate = match state.local.coupon_gate(id, user) {
+    // writer replays that one. What this request learns is kept only if the coupon
+    // was not edited since it began (the epoch here, the generation in Redis).
+    let epoch = state.local.coupon_epoch(id);
+    let (gate, generation) = match state.local.coupon_gate(id, user) {
         Gate::Pass => {
-            let shared = state.cache.coupon_gate(id, user).await;
-            state.local.coupon_decided(id, user, shared);
-            shared
+            let (shared, generation) = state.cache.coupon_gate(id, user).await;
+            state.local.coupon_decided(id, user, shared, epoch);
+            (shared, generation)
         }
-        known => known,
+        known => (known, None),
     };
+    let seen = Seen { epoch, generation };
     match gate {
         Gate::AlreadyIssued if !keyed => return Err(CouponError::AlreadyIssued.into()),
-        Gate::SoldOut if !keyed || !holds(&state, id, user).await? => {
+        Gate::Inactive if !keyed => return Err(CouponError::Inactive.into()),
+        Gate::SoldOut if !keyed || !holds(&state, id, user, epoch).await? => {
             return Err(CouponError::SoldOut.into());
         }
         _ => {}
@@ -189,7 +326,7 @@ pub async fn issue(
     if !keyed {
         let mut conn = state.db.read().acquire().await?;
         if let Err(refusal) = store::precheck(&mut conn, id, user, state.clock.now()).await {
-            learn(&state, id, user, &refusal).await;
+            learn(&state, id, user, &refusal, seen).await;
             return Err(refusal.into());
         }
     }
@@ -198,36 +335,59 @@ pub async fn issue(
     match &decision {
         Some(Ok(_)) => {
             metrics::counter!("shop_coupons_issued_total").increment(1);
-            state.local.coupon_decided(id, user, Gate::AlreadyIssued);
+            state
+                .local
+                .coupon_decided(id, user, Gate::AlreadyIssued, epoch);
             state
                 .cache
-                .coupon_decided(id, user, Gate::AlreadyIssued)
+                .coupon_decided(id, user, Gate::AlreadyIssued, None)
                 .await;
         }
-        Some(Err(Refused::Coupon(refusal))) => learn(&state, id, user, refusal).await,
+        Some(Err(Refused::Coupon(refusal))) => learn(&state, id, user, refusal, seen).await,
         _ => {}
     }
     Ok(res)
 }
 
-/// Teaches the gates a refusal the database made, when it is for good.
-async fn learn(state: &AppState, coupon: CouponId, user: UserId, refusal: &CouponError) {
+/// When a coupon request began, as the gates count edits of the coupon.
+#[derive(Clone, Copy)]
+struct Seen {
+    epoch: u64,
+    generation: crate::cache::Generation,
+}
+
+/// Teaches the gates a refusal the database made, unless the coupon was edited since
+/// the request began.
+async fn learn(
+    state: &AppState,
+    coupon: CouponId,
+    user: UserId,
+    refusal: &CouponError,
+    seen: Seen,
+) {
     let verdict = match refusal {
         CouponError::SoldOut => Gate::SoldOut,
         CouponError::AlreadyIssued => Gate::AlreadyIssued,
+        CouponError::Inactive => Gate::Inactive,
         _ => return,
     };
-    state.local.coupon_decided(coupon, user, verdict);
-    state.cache.coupon_decided(coupon, user, verdict).await;
+    state
+        .local
+        .coupon_decided(coupon, user, verdict, seen.epoch);
+    state
+        .cache
+        .coupon_decided(coupon, user, verdict, seen.generation)
+        .await;
 }
 
 /// Whether `user` holds the sold-out `coupon`, from the coupon's complete list of
-/// holders (read once per instance; `true` when the list is too long to keep).
-async fn holds(state: &AppState, coupon: CouponId, user: UserId) -> ApiResult<bool> {
+/// holders (read once per instance and epoch; `true` when the list is too long to
+/// keep).
+async fn holds(state: &AppState, coupon: CouponId, user: UserId, epoch: u64) -> ApiResult<bool> {
     let db = state.db.clone();
     let holders = state
         .local
-        .sold_out_holders(coupon, async move {
+        .sold_out_holders(coupon, epoch, async move {
             store::holders(db.read(), coupon, crate::local_cache::MAX_HOLDERS).await
         })
         .await?;

@@ -110,10 +110,11 @@ pub async fn get(
         .ok_or(CouponError::NotFound(id))
 }
 
-/// Every refusal that reading can tell, in the order the contract's checks go:
-/// unknown coupon, unknown user, outside the issue period, already issued, sold out.
-/// Run on the read pool first, a rush of refusals never waits for the writer; each
-/// refusal is final (coupons are never taken back), so it cannot be wrong later.
+/// Every refusal that reading can tell, in the order the write path checks them:
+/// unknown coupon, unknown user, inactive, outside the issue period, already issued,
+/// sold out. Run on the read pool first, a rush of refusals never waits for the
+/// writer. Each is true at the moment read (an admin edit may lift some later: the
+/// gates keep those only until the next edit).
 pub async fn precheck(
     conn: &mut AnyConnection,
     coupon_id: CouponId,
@@ -123,6 +124,9 @@ pub async fn precheck(
     let coupon = get(&mut *conn, coupon_id).await?;
     if !crate::balance::store::user_exists(&mut *conn, user).await? {
         return Err(CouponError::UserNotFound(user));
+    }
+    if coupon.status != CouponStatus::Active {
+        return Err(CouponError::Inactive);
     }
     if !coupon.in_issue_period(now) {
         return Err(CouponError::NotInIssuePeriod);
@@ -223,4 +227,133 @@ pub async fn holders(
     Ok(Some(std::sync::Arc::new(
         rows.into_iter().map(|(u,)| UserId(u)).collect(),
     )))
+}
+
+/// Coupons, newest first (`limit + 1` rows): every one, or (`open_at`) only those that
+/// can be issued at that moment: ACTIVE, within the issue period, not sold out.
+pub async fn list(
+    ex: impl Executor<'_, Database = Any>,
+    open_at: Option<DateTime<Utc>>,
+    paging: Paging,
+) -> Result<Vec<Coupon>, sqlx::Error> {
+    let open = if open_at.is_some() {
+        " and status = 'ACTIVE' and issued_quantity < total_quantity
+          and (issue_starts_at is null or issue_starts_at <= $3)
+          and (issue_ends_at is null or issue_ends_at > $3)"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "select {COUPON_COLUMNS} from coupons where id < $1{open} order by id desc limit $2"
+    );
+    let mut query = sqlx::query_as::<_, CouponRow>(&sql)
+        .bind(paging.after.unwrap_or(i64::MAX))
+        .bind(paging.limit + 1);
+    if let Some(at) = open_at {
+        query = query.bind(to_millis(at));
+    }
+    query
+        .fetch_all(ex)
+        .await?
+        .into_iter()
+        .map(Coupon::try_from)
+        .collect()
+}
+
+/// What an admin edit changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct CouponChanges {
+    pub name: Option<String>,
+    pub status: Option<CouponStatus>,
+    pub total_quantity: Option<i64>,
+    /// `Some(None)`: issue never closes.
+    pub issue_ends_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Applies an admin edit in the caller's transaction. The coupon row is locked first
+/// (`FOR UPDATE` on PostgreSQL, in the same order as the write path's batches take
+/// it; SQLite's writer holds the database's write lock), so the issued count it checks
+/// the new total against cannot move before the commit.
+pub async fn update(
+    conn: &mut AnyConnection,
+    backend: crate::db::Backend,
+    id: CouponId,
+    changes: &CouponChanges,
+) -> Result<Coupon, CouponError> {
+    let lock = match backend {
+        crate::db::Backend::Sqlite => "",
+        crate::db::Backend::Postgres => " for update",
+    };
+    let row: Option<CouponRow> = sqlx::query_as(&format!(
+        "select {COUPON_COLUMNS} from coupons where id = $1{lock}"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut coupon = Coupon::try_from(row.ok_or(CouponError::NotFound(id))?)?;
+    super::apply_changes(&mut coupon, changes)?;
+    // The coupon as stored (timestamps in milliseconds, as every read answers them).
+    let row: CouponRow = sqlx::query_as(&format!(
+        "update coupons set name = $1, status = $2, total_quantity = $3, issue_ends_at = $4
+         where id = $5 returning {COUPON_COLUMNS}"
+    ))
+    .bind(&coupon.name)
+    .bind(coupon.status.as_str())
+    .bind(coupon.total_quantity)
+    .bind(coupon.issue_ends_at.map(to_millis))
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Coupon::try_from(row)?)
+}
+
+/// Whether product `id` exists.
+pub async fn product_exists(conn: &mut AnyConnection, id: ProductId) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("select id from products where id = $1")
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The history of `user`'s coupon `id`, oldest first (EXPIRED derived at `now`);
+/// someone else's coupon is not found, as a missing one.
+pub async fn history(
+    conn: &mut AnyConnection,
+    user: UserId,
+    id: UserCouponId,
+    now: DateTime<Utc>,
+) -> Result<Vec<super::HistoryEntry>, CouponError> {
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "select expires_at, order_id from user_coupons where id = $1 and user_id = $2",
+    )
+    .bind(id.0)
+    .bind(user.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (expires_at, order) = row.ok_or(CouponError::UserCouponNotFound(id))?;
+    let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+        "select action, order_id, at from coupon_history where user_coupon_id = $1 order by id",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let recorded = rows
+        .into_iter()
+        .map(|(action, order, at)| {
+            Ok(super::HistoryEntry {
+                action: super::CouponAction::parse(&action).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown coupon action `{action}`").into())
+                })?,
+                order_id: order.map(OrderId),
+                at: from_millis(at),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(super::history(
+        recorded,
+        order.is_some(),
+        from_millis(expires_at),
+        now,
+    ))
 }

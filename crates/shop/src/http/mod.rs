@@ -98,6 +98,34 @@ pub async fn path_id(parts: &mut Parts, name: &str) -> Result<i64, ApiError> {
     parse_id(&raw)
 }
 
+/// The named parameters of a path with several (`/users/{userId}/coupons/{id}`).
+/// A malformed path → 400 `INVALID_REQUEST`.
+pub struct PathIds(std::collections::HashMap<String, String>);
+
+impl PathIds {
+    /// The positive 64-bit id in parameter `name`; anything else → 400.
+    pub fn get<T: From<i64>>(&self, name: &str) -> Result<T, ApiError> {
+        let raw = self
+            .0
+            .get(name)
+            .ok_or_else(|| ApiError::invalid(format!("the path has no `{name}`")))?;
+        parse_id(raw).map(T::from)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map(|p| PathIds(p.0))
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))
+    }
+}
+
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),
@@ -174,6 +202,16 @@ where
     T: serde::Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// For an optional body field where `null` means something (clear it): left out is
+/// `None`, `null` is `Some(None)` (`#[serde(default, deserialize_with = ...)]`).
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
 pub fn encode_cursor(key: i64) -> String {

@@ -81,6 +81,8 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
         "select count(*) from products",
         "select cast(coalesce(sum(stock), 0) as bigint) from variants",
         "select count(*) from coupons",
+        "select cast(coalesce(sum(total_quantity), 0) as bigint) from coupons",
+        "select count(*) from orders where status in ('SHIPPED', 'DELIVERED')",
         "select count(*) from outbox_events",
         "select count(*) from idempotency_keys",
     ] {
@@ -132,6 +134,24 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
         pending["id"].as_i64().unwrap(),
         paid["id"].as_i64().unwrap(),
     );
+    // A PAID order to ship and a SHIPPED one to deliver; a coupon the owner holds.
+    let (s, to_ship) = app.order(owner, &[(product, 1)], None, true).await;
+    assert_eq!(s, StatusCode::CREATED, "{to_ship}");
+    let (s, to_deliver) = app.order(owner, &[(product, 1)], None, true).await;
+    assert_eq!(s, StatusCode::CREATED, "{to_deliver}");
+    let (to_ship, to_deliver) = (
+        to_ship["id"].as_i64().unwrap(),
+        to_deliver["id"].as_i64().unwrap(),
+    );
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/admin/orders/{to_deliver}/ship"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let held = app.create_coupon(json!({"totalQuantity": 10})).await;
+    let held = app.issued(held, owner).await;
 
     let order_body = json!({"userId": owner, "items": [{"productId": product, "quantity": 1}]});
     let routes: Vec<(Method, String, Option<Value>, Access, StatusCode)> = vec![
@@ -269,6 +289,62 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
             ),
             Access::AdminOnly,
             StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            "/api/v1/coupons".into(),
+            None,
+            Access::Public,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/coupons/{held}/history"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/orders/{paid}/payments"),
+            None,
+            Access::OwnerById,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/coupons".into(),
+            None,
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/coupons/{coupon}"),
+            Some(json!({"totalQuantity": 20})),
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/orders".into(),
+            None,
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/orders/{to_ship}/ship"),
+            Some(json!({"trackingNumber": "CJ-1"})),
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/orders/{to_deliver}/deliver"),
+            None,
+            Access::AdminOnly,
+            StatusCode::OK,
         ),
         (
             Method::GET,

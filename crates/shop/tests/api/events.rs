@@ -14,13 +14,13 @@ use crate::helpers::{
 };
 
 /// The reference consumer, running in this process against its own SQLite file.
-struct Consumer {
+pub struct Consumer {
     store: sqlx::AnyPool,
     stop: CancellationToken,
 }
 
 impl Consumer {
-    async fn start(nats: &Nats, dir: &std::path::Path) -> Consumer {
+    pub async fn start(nats: &Nats, dir: &std::path::Path) -> Consumer {
         let config = shop::consumer::ConsumerConfig {
             nats_url: nats.url.clone(),
             database_url: format!("sqlite://{}", dir.join("consumer.db").display()),
@@ -44,7 +44,7 @@ impl Consumer {
     }
 
     /// (order id, event type) in stream order.
-    async fn received(&self) -> Vec<(String, i64, String)> {
+    pub async fn received(&self) -> Vec<(String, i64, String)> {
         sqlx::query_as(
             "select event_id, order_id, event_type from received_events order by stream_seq",
         )
@@ -61,7 +61,7 @@ impl Drop for Consumer {
 }
 
 /// Waits until every outbox event is delivered and the consumer holds them all.
-async fn wait_until_received(app: &TestApp, consumer: &Consumer, secs: u64) {
+pub async fn wait_until_received(app: &TestApp, consumer: &Consumer, secs: u64) {
     let total = app.scalar("select count(*) from outbox_events").await;
     let undelivered = "select count(*) from outbox_events where delivered_at is null";
     for _ in 0..secs * 20 {
