@@ -53,6 +53,8 @@ pub struct Shared {
     pub auth: crate::auth::Auth,
     pub local: Arc<crate::local_cache::LocalCache>,
     pub rate_limits: http::limits::RateLimits,
+    /// Login attempts per email.
+    pub login_limit: http::limits::LoginLimit,
     /// How the data-platform sink is doing (for readiness), fed by the relay.
     pub sink: SinkHealth,
 }
@@ -86,12 +88,19 @@ impl AppState {
             config.admin_token.as_ref().map(|s| s.expose()),
             db.sqlite_path.as_deref(),
         )?;
+        // The revocation view is complete before the first request is served.
+        let revocations = Arc::new(crate::account::revocations::Revocations::new(
+            Duration::from_secs(config.access_token_secs),
+        ));
+        revocations.poll(db.read()).await?;
         let auth = crate::auth::Auth::load(
             &db,
             config.token_secret.as_ref().map(|s| s.expose()),
             &admin_token,
+            revocations,
         )
         .await?;
+        let login_limit = http::limits::LoginLimit::new(config.login_attempts_per_minute);
         let rate_limits =
             http::limits::RateLimits::new(config.rate_limit_per_client, config.rate_limit_per_user);
         let local = Arc::new(crate::local_cache::LocalCache::new(Duration::from_millis(
@@ -101,6 +110,7 @@ impl AppState {
             auth,
             local,
             rate_limits,
+            login_limit,
             writer: crate::batch::Writer::start(
                 db.clone(),
                 clock.clone(),
@@ -125,6 +135,7 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .merge(crate::account::routes::router())
         .merge(crate::balance::routes::router())
         .merge(crate::ranking::router())
         .merge(crate::product::routes::router())
@@ -278,7 +289,8 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Starts the background workers: order expiry (with idempotency-key purge), the
-/// outbox relay, and (with Redis) the follower of other instances' product changes. They stop when `shutdown` is cancelled.
+/// outbox relay, the poller of revocations, and (with Redis) the followers of other
+/// instances' product changes and revocations. They stop when `shutdown` is cancelled.
 pub async fn spawn_workers(
     state: &AppState,
     shutdown: CancellationToken,
@@ -317,8 +329,13 @@ pub async fn spawn_workers(
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let expiry = tokio::spawn(expiry_worker(state.clone(), shutdown.clone()));
     let (cache, local) = (state.cache.clone(), state.local.clone());
-    let news = tokio::spawn(async move { cache.follow_changes(local, shutdown).await });
-    Ok(vec![relay, expiry, news])
+    let stop = shutdown.clone();
+    let news = tokio::spawn(async move { cache.follow_changes(local, stop).await });
+    let (cache, view) = (state.cache.clone(), state.auth.revocations().clone());
+    let stop = shutdown.clone();
+    let revoked = tokio::spawn(async move { cache.follow_revocations(view, stop).await });
+    let poller = tokio::spawn(poll_revocations(state.clone(), shutdown));
+    Ok(vec![relay, expiry, news, revoked, poller])
 }
 
 /// The JSON-lines file events go to when no webhook is set: beside the database.
@@ -329,6 +346,20 @@ pub fn events_file(state: &AppState) -> std::path::PathBuf {
     match &state.db.sqlite_path {
         Some(db) => db.with_extension("events.jsonl"),
         None => std::path::PathBuf::from("shop-events.jsonl"),
+    }
+}
+
+/// Reads new rows of `revocations` every [`crate::account::revocations::POLL`]: how
+/// every instance converges, with or without Redis.
+async fn poll_revocations(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(crate::account::revocations::POLL) => {}
+        }
+        if let Err(e) = state.auth.revocations().poll(state.db.read()).await {
+            tracing::warn!(error = %e, "reading revocations failed");
+        }
     }
 }
 

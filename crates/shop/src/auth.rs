@@ -1,9 +1,14 @@
 //! Who is asking, and may they.
 //!
-//! - A user's token is `<userId>.<signature>`: an HMAC-SHA256 of the user id under a
-//!   key kept in the database (`server_secrets`, made once by the first instance to
-//!   start, or `SHOP_TOKEN_SECRET`), so every instance checks it without a lookup.
-//!   `POST /api/v1/users` hands it out.
+//! - A user's tokens carry what they stand for under an HMAC-SHA256 with a key kept in
+//!   the database (`server_secrets`, made once by the first instance to start, or
+//!   `SHOP_TOKEN_SECRET`), so every instance checks them without a lookup:
+//!   - `<userId>.<sig>`: the API token of version 0, from `POST /api/v1/users`;
+//!   - `<userId>.a<version>.<sig>`: an API token from `POST /users/{userId}/token`;
+//!   - `<userId>.s<sessionId>.<expiresAt unix seconds>.<sig>`: a session's access token.
+//!
+//!   What revokes them (a newer API-token version, an ended session, a suspension) is
+//!   looked up in the in-process [`Revocations`] view, never in the database.
 //! - The admin token is `SHOP_ADMIN_TOKEN`; on the embedded default, when unset, one is
 //!   generated at first start, stored beside the database (mode 0600) and printed once.
 //!   Only its SHA-256 is kept in memory.
@@ -30,10 +35,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use chrono::{DateTime, Utc};
+
+use crate::account::revocations::Revocations;
 use crate::app::AppState;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::ids::UserId;
+use crate::ids::{SessionId, UserId};
 
 /// The keys that tokens are checked against. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +50,19 @@ pub struct Auth(Arc<Keys>);
 struct Keys {
     signing: Vec<u8>,
     admin_sha256: [u8; 32],
+    revoked: Arc<Revocations>,
+}
+
+/// The session whose access token came with the request (in the request's
+/// extensions, beside the [`Caller`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentSession(pub SessionId);
+
+/// What a user token stands for, once its signature is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claims {
+    Api { version: i64 },
+    Access { session: SessionId, expires: i64 },
 }
 
 /// Who sent the request.
@@ -52,6 +73,9 @@ pub enum Caller {
     /// A header that is not a valid token.
     Invalid,
     User(UserId),
+    /// A valid, unrevoked token of a suspended user: 403 `USER_SUSPENDED` wherever a
+    /// token is needed; public routes treat it as anonymous.
+    Suspended(UserId),
     Admin,
 }
 
@@ -59,7 +83,7 @@ impl Caller {
     /// The scope that idempotency keys live in.
     pub fn scope(self) -> String {
         match self {
-            Caller::Anonymous | Caller::Invalid => "anonymous".to_string(),
+            Caller::Anonymous | Caller::Invalid | Caller::Suspended(_) => "anonymous".to_string(),
             Caller::User(u) => format!("user:{u}"),
             Caller::Admin => "admin".to_string(),
         }
@@ -70,6 +94,7 @@ impl Caller {
         match self {
             Caller::Anonymous => Err(unauthenticated("this route needs a bearer token")),
             Caller::Invalid => Err(unauthenticated("the bearer token is not valid")),
+            Caller::Suspended(_) => Err(crate::account::suspended()),
             Caller::User(_) | Caller::Admin => Ok(self),
         }
     }
@@ -110,7 +135,13 @@ const SIGNING_KEY: &str = "token_signing_key";
 impl Auth {
     /// Loads the signing key (from `secret`, or the database, creating it there once)
     /// and the admin token (see [`admin_token`]).
-    pub async fn load(db: &Db, secret: Option<&str>, admin_token: &str) -> anyhow::Result<Auth> {
+    /// The view of revoked tokens is loaded by the caller (see [`Revocations::poll`]).
+    pub async fn load(
+        db: &Db,
+        secret: Option<&str>,
+        admin_token: &str,
+        revoked: Arc<Revocations>,
+    ) -> anyhow::Result<Auth> {
         let signing = match secret {
             Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
             _ => shared_signing_key(db).await?,
@@ -118,56 +149,128 @@ impl Auth {
         Ok(Auth(Arc::new(Keys {
             signing,
             admin_sha256: Sha256::digest(admin_token.as_bytes()).into(),
+            revoked,
         })))
     }
 
-    fn mac(&self, user: UserId) -> Hmac<Sha256> {
+    /// The view of revoked tokens that [`Auth::caller`] consults.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.0.revoked
+    }
+
+    fn mac(&self, user: UserId, claims: Claims) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.0.signing).expect("HMAC takes any key length");
-        mac.update(format!("shop-user-token:v1:{user}").as_bytes());
+        let message = match claims {
+            Claims::Api { version: 0 } => format!("shop-user-token:v1:{user}"),
+            Claims::Api { version } => format!("shop-user-token:v2:api:{user}:{version}"),
+            Claims::Access { session, expires } => {
+                format!("shop-user-token:v2:access:{user}:{session}:{expires}")
+            }
+        };
+        mac.update(message.as_bytes());
         mac
     }
 
-    /// The bearer token of `user`.
-    pub fn token_for(&self, user: UserId) -> String {
-        let sig = self.mac(user).finalize().into_bytes();
-        format!("{user}.{}", URL_SAFE_NO_PAD.encode(sig))
+    fn sign(&self, user: UserId, claims: Claims) -> String {
+        let sig = URL_SAFE_NO_PAD.encode(self.mac(user, claims).finalize().into_bytes());
+        match claims {
+            Claims::Api { version: 0 } => format!("{user}.{sig}"),
+            Claims::Api { version } => format!("{user}.a{version}.{sig}"),
+            Claims::Access { session, expires } => format!("{user}.s{session}.{expires}.{sig}"),
+        }
     }
 
-    /// Who presents `token`.
-    pub fn caller(&self, token: &str) -> Caller {
+    /// The API token of `user` of version 0 (the one `POST /api/v1/users` answers).
+    pub fn token_for(&self, user: UserId) -> String {
+        self.api_token(user, 0)
+    }
+
+    /// The API token of `user` of `version`.
+    pub fn api_token(&self, user: UserId, version: i64) -> String {
+        self.sign(user, Claims::Api { version })
+    }
+
+    /// A session's access token, working until `expires`.
+    pub fn access_token(&self, user: UserId, session: SessionId, expires: DateTime<Utc>) -> String {
+        self.sign(
+            user,
+            Claims::Access {
+                session,
+                expires: expires.timestamp(),
+            },
+        )
+    }
+
+    /// Who presents `token` at `now`.
+    pub fn caller(&self, token: &str, now: DateTime<Utc>) -> Caller {
+        self.identify(token, now).0
+    }
+
+    /// Who presents `token` at `now`, and the session of an access token.
+    fn identify(&self, token: &str, now: DateTime<Utc>) -> (Caller, Option<SessionId>) {
         let admin: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if bool::from(admin.ct_eq(&self.0.admin_sha256)) {
-            return Caller::Admin;
+            return (Caller::Admin, None);
         }
-        let Some((id, sig)) = token.split_once('.') else {
-            return Caller::Invalid;
+        let Some((user, claims)) = self.verified(token) else {
+            return (Caller::Invalid, None);
         };
-        let (Some(id), Ok(sig)) = (canonical_id(id), URL_SAFE_NO_PAD.decode(sig)) else {
-            return Caller::Invalid;
+        let revoked = &self.0.revoked;
+        let (valid, session) = match claims {
+            Claims::Api { version } => (revoked.api_version_ok(user, version), None),
+            Claims::Access { session, expires } => (
+                now.timestamp() < expires && !revoked.session_ended(session),
+                Some(session),
+            ),
         };
-        match self.mac(UserId(id)).verify_slice(&sig) {
-            Ok(()) => Caller::User(UserId(id)),
-            Err(_) => Caller::Invalid,
+        if !valid {
+            (Caller::Invalid, None)
+        } else if revoked.is_suspended(user) {
+            (Caller::Suspended(user), None)
+        } else {
+            (Caller::User(user), session)
         }
     }
 
-    fn caller_of(&self, parts: &Parts) -> Caller {
+    /// The user and claims of a token whose form and signature are right.
+    fn verified(&self, token: &str) -> Option<(UserId, Claims)> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let (id, claims, sig) = match parts.as_slice() {
+            [id, sig] => (id, Claims::Api { version: 0 }, sig),
+            [id, version, sig] => {
+                let version = canonical_id(version.strip_prefix('a')?)?;
+                (id, Claims::Api { version }, sig)
+            }
+            [id, session, expires, sig] => {
+                let session = SessionId(canonical_id(session.strip_prefix('s')?)?);
+                let expires = canonical_id(expires)?;
+                (id, Claims::Access { session, expires }, sig)
+            }
+            _ => return None,
+        };
+        let user = UserId(canonical_id(id)?);
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        self.mac(user, claims).verify_slice(&sig).ok()?;
+        Some((user, claims))
+    }
+
+    fn caller_of(&self, parts: &Parts, now: DateTime<Utc>) -> (Caller, Option<SessionId>) {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Caller::Anonymous;
+            return (Caller::Anonymous, None);
         };
         let Some(token) = value.to_str().ok().and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         }) else {
-            return Caller::Invalid;
+            return (Caller::Invalid, None);
         };
-        self.caller(token)
+        self.identify(token, now)
     }
 }
 
-/// A user id written the one way [`Auth::token_for`] writes it: digits without a
-/// sign or leading zeros (`6`, never `+6` or `06`), positive. One user, one token.
+/// A number written the one way [`Auth::sign`] writes it: digits without a sign or
+/// leading zeros (`6`, never `+6` or `06`), positive. One claim, one token.
 fn canonical_id(text: &str) -> Option<i64> {
     let id = text.parse::<i64>().ok().filter(|id| *id > 0)?;
     (id.to_string() == text).then_some(id)
@@ -248,7 +351,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Puts the [`Caller`] in the request's extensions; admin routes admit only the admin.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let caller = state.auth.caller_of(&parts);
+    let (caller, session) = state.auth.caller_of(&parts, state.clock.now());
     if parts.uri.path().starts_with("/api/v1/admin/") && caller != Caller::Admin {
         let refusal = match caller.require_authenticated() {
             Err(e) => e,
@@ -261,6 +364,9 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         return refusal.into_response();
     }
     parts.extensions.insert(caller);
+    if let Some(session) = session {
+        parts.extensions.insert(CurrentSession(session));
+    }
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -315,36 +421,90 @@ mod tests {
         Auth(Arc::new(Keys {
             signing: b"k".to_vec(),
             admin_sha256: Sha256::digest(b"admin-secret").into(),
+            revoked: Arc::new(Revocations::new(std::time::Duration::from_secs(900))),
         }))
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
     }
 
     #[test]
     fn a_user_token_names_its_user_and_nothing_else() {
         let auth = auth();
         let token = auth.token_for(UserId(7));
-        assert_eq!(auth.caller(&token), Caller::User(UserId(7)));
+        assert_eq!(auth.caller(&token, now()), Caller::User(UserId(7)));
         // The signature of user 7 does not open user 8.
         let forged = token.replacen("7.", "8.", 1);
-        assert_eq!(auth.caller(&forged), Caller::Invalid);
+        assert_eq!(auth.caller(&forged, now()), Caller::Invalid);
         for bad in ["", "7", "7.", ".abc", "x.y", "-7.abc", "0.abc", "admin"] {
-            assert_eq!(auth.caller(bad), Caller::Invalid, "{bad}");
+            assert_eq!(auth.caller(bad, now()), Caller::Invalid, "{bad}");
         }
         // The id part is canonical: the signature of 7 does not make `+7` or `07` valid.
         let sig = token.split_once('.').unwrap().1;
         for odd in ["+7", "07", "007", " 7", "7 "] {
             assert_eq!(
-                auth.caller(&format!("{odd}.{sig}")),
+                auth.caller(&format!("{odd}.{sig}"), now()),
                 Caller::Invalid,
                 "{odd}"
             );
         }
-        assert_eq!(auth.caller("admin-secret"), Caller::Admin);
+        assert_eq!(auth.caller("admin-secret", now()), Caller::Admin);
         // Another key makes other tokens.
         let other = Auth(Arc::new(Keys {
             signing: b"other".to_vec(),
             admin_sha256: [0; 32],
+            revoked: auth.0.revoked.clone(),
         }));
-        assert_eq!(other.caller(&token), Caller::Invalid);
+        assert_eq!(other.caller(&token, now()), Caller::Invalid);
+    }
+
+    #[test]
+    fn versioned_and_session_tokens_are_checked_against_the_revocations() {
+        use crate::account::revocations::{Change, Kind};
+        let auth = auth();
+        let me = UserId(7);
+        let v0 = auth.token_for(me);
+        let v1 = auth.api_token(me, 1);
+        assert!(v1.starts_with("7.a1."));
+        assert_eq!(auth.caller(&v1, now()), Caller::User(me));
+        // The signature of version 1 does not make version 2, nor another user's.
+        assert_eq!(
+            auth.caller(&v1.replacen(".a1.", ".a2.", 1), now()),
+            Caller::Invalid
+        );
+        assert_eq!(
+            auth.caller(&v1.replacen("7.", "8.", 1), now()),
+            Caller::Invalid
+        );
+        let expires = now() + chrono::TimeDelta::minutes(15);
+        let access = auth.access_token(me, SessionId(3), expires);
+        assert_eq!(
+            auth.identify(&access, now()),
+            (Caller::User(me), Some(SessionId(3)))
+        );
+        // Expired, or with its expiry moved: refused.
+        assert_eq!(auth.caller(&access, expires), Caller::Invalid);
+        let exp = expires.timestamp();
+        let moved = access.replacen(&format!(".{exp}."), &format!(".{}.", exp + 60), 1);
+        assert_eq!(auth.caller(&moved, now()), Caller::Invalid);
+        let change = |id, kind, value| Change {
+            id,
+            user: me,
+            kind,
+            value,
+        };
+        let revoked = auth.revocations();
+        revoked.apply(change(1, Kind::ApiTokens, 1));
+        assert_eq!(auth.caller(&v0, now()), Caller::Invalid);
+        assert_eq!(auth.caller(&v1, now()), Caller::User(me));
+        revoked.apply(change(2, Kind::Status, 1));
+        assert_eq!(auth.caller(&v1, now()), Caller::Suspended(me));
+        assert_eq!(auth.caller(&access, now()), Caller::Suspended(me));
+        revoked.apply(change(3, Kind::Status, 0));
+        revoked.apply(change(4, Kind::Session, 3));
+        assert_eq!(auth.caller(&access, now()), Caller::Invalid);
+        assert_eq!(auth.caller(&v1, now()), Caller::User(me));
     }
 
     #[test]

@@ -83,6 +83,10 @@ const COUPON_CHANGES: &str = "coupons-changed";
 /// answer, so nothing may be learnt into it).
 pub type Generation = Option<i64>;
 
+/// The channel (under the prefix) on which instances announce revocations (see
+/// [`crate::account::revocations`]).
+const REVOCATIONS: &str = "revocations";
+
 /// How long gate knowledge is kept after its last change.
 const GATE_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -278,6 +282,68 @@ impl Cache {
                         }
                     }
                     forget_all();
+                }
+                Err(e) => {
+                    failed::<()>("subscribe", e);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Tells the other instances about a revocation (after its commit). Best effort:
+    /// they also poll the database.
+    pub async fn publish_revocation(&self, message: &str) {
+        let Some((r, mut conn)) = self.redis() else {
+            return;
+        };
+        if let Err(e) = conn.publish::<_, _, ()>(r.key(REVOCATIONS), message).await {
+            failed::<()>("publish", e);
+        }
+    }
+
+    /// Applies the revocations other instances publish to `view`, until `shutdown`.
+    /// Nothing is lost in a gap (Redis down, not yet subscribed): the poller of
+    /// `revocations` reads every row anyway.
+    pub async fn follow_revocations(
+        &self,
+        view: std::sync::Arc<crate::account::revocations::Revocations>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use crate::account::revocations::Change;
+        use futures::StreamExt;
+        let Cache::Redis(r) = self else {
+            return;
+        };
+        let channel = r.key(REVOCATIONS);
+        while !shutdown.is_cancelled() {
+            let subscribed = async {
+                let mut pubsub = r.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let stream = tokio::select! {
+                s = subscribed => s,
+                () = shutdown.cancelled() => return,
+            };
+            match stream {
+                Ok(pubsub) => {
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            m = messages.next() => m,
+                            () = shutdown.cancelled() => return,
+                        };
+                        let Some(msg) = msg else { break };
+                        let text: String = msg.get_payload().unwrap_or_default();
+                        match Change::from_message(&text) {
+                            Some(change) => view.apply(change),
+                            None => tracing::warn!("ignored a malformed revocation message"),
+                        }
+                    }
                 }
                 Err(e) => {
                     failed::<()>("subscribe", e);

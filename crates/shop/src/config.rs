@@ -81,6 +81,20 @@ pub struct Config {
     #[arg(long, env = "SHOP_TIMEZONE", default_value = "Asia/Seoul")]
     pub timezone: chrono_tz::Tz,
 
+    /// How long a session's access token works, in seconds (15 minutes by default).
+    #[arg(long, env = "SHOP_ACCESS_TOKEN_SECS", default_value_t = 900)]
+    pub access_token_secs: u64,
+
+    /// How long a session's refresh token works, in seconds (30 days by default). Each
+    /// refresh hands out a new one with a new lifetime; each works once.
+    #[arg(long, env = "SHOP_REFRESH_TOKEN_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_secs: u64,
+
+    /// Login attempts per email per minute on one instance; beyond them
+    /// `POST /api/v1/sessions` answers 429 `RATE_LIMITED` with `Retry-After`.
+    #[arg(long, env = "SHOP_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 5)]
+    pub login_attempts_per_minute: u32,
+
     /// Largest balance a user may hold, in won.
     #[arg(long, env = "SHOP_MAX_BALANCE", default_value_t = 100_000_000)]
     pub max_balance: i64,
@@ -273,6 +287,12 @@ impl Config {
             ("SHOP_MAX_IN_FLIGHT", self.max_in_flight as u64),
             ("SHOP_MAX_CONNECTIONS", self.max_connections as u64),
             ("SHOP_MAX_ORDER_ITEMS", self.max_order_items as u64),
+            ("SHOP_ACCESS_TOKEN_SECS", self.access_token_secs),
+            ("SHOP_REFRESH_TOKEN_SECS", self.refresh_token_secs),
+            (
+                "SHOP_LOGIN_ATTEMPTS_PER_MINUTE",
+                u64::from(self.login_attempts_per_minute),
+            ),
         ] {
             if value == 0 {
                 return fail(format!("{name} must be at least 1"));

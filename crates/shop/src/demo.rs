@@ -124,8 +124,9 @@ pub async fn seed_if_wanted(state: &AppState) -> anyhow::Result<()> {
                 let mut users = Vec::new();
                 for name in ["kim", "lee", "park"] {
                     users.push(
-                        crate::balance::store::create_user(tx, name, now_ms)
-                            .await?
+                        crate::account::store::create_user(tx, name, None, None, now_ms)
+                            .await
+                            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
                             .id,
                     );
                 }

@@ -49,4 +49,6 @@ id_type!(
     VariantId,
     /// One payment attempt of an order.
     PaymentId,
+    /// A login session (its access and refresh tokens).
+    SessionId,
 );

@@ -6,6 +6,7 @@
 //! over-issued, balance never below zero and equal to its ledger, every paid order has
 //! one payment entry and one `order.paid` event.
 
+pub mod account; // sign-up, profile, login sessions, API tokens, suspension
 pub mod app; // AppState, router, server and background workers
 pub mod auth; // bearer tokens: who is asking, and may they
 pub mod balance; // users, balance charge and ledger

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{balance, cart, coupon, order, outbox, product, ranking};
+use crate::{account, balance, cart, coupon, order, outbox, product, ranking};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,17 +21,31 @@ and body replays the first answer; with another body it answers 422 \
 Bodies must be `application/json` (else 415 `UNSUPPORTED_MEDIA_TYPE`); unknown fields, \
 wrong types, floats and out-of-range values answer 400 `INVALID_REQUEST`; bodies over the \
 limit answer 413 `PAYLOAD_TOO_LARGE`.\n\n\
-Authentication: `POST /api/v1/users` answers the user's bearer token. User routes \
-(`/api/v1/users/{userId}/...`), order routes and coupon issue need \
-`Authorization: Bearer <token>` of the user concerned (401 `UNAUTHENTICATED` without a \
-valid token, 403 `FORBIDDEN` with someone else's, the admin's included); admin routes need \
-the admin token (`SHOP_ADMIN_TOKEN`). Both are checked before the resource is looked up. \
+Authentication: `POST /api/v1/users` answers the user's API token; `POST /api/v1/sessions` \
+(email and password) answers a session's access token (15 minutes by default) and a \
+refresh token (30 days, used once). User routes (`/api/v1/users/{userId}/...`), order \
+routes and coupon issue need `Authorization: Bearer <token>` (either kind) of the user \
+concerned (401 `UNAUTHENTICATED` without a valid token, 403 `FORBIDDEN` with someone \
+else's, the admin's included, 403 `USER_SUSPENDED` with a suspended user's); admin routes \
+need the admin token (`SHOP_ADMIN_TOKEN`). Both are checked before the resource is looked \
+up, without a database read: revocations (a new API token, a logout, a reused refresh \
+token, a suspension) take effect at once on the instance that made them and within about \
+2 seconds on every other instance (Redis pub/sub where configured, and a poll of the \
+database every second). Answers holding a token are never stored under an \
+`Idempotency-Key`, so those operations are not deduplicated by one. \
 Rate limits (off by default) answer 429 `RATE_LIMITED` with `Retry-After`; a server at its \
 limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
     ),
     modifiers(&Guarantees),
     paths(
-        balance::routes::create_user,
+        account::routes::create_user,
+        account::routes::get_user,
+        account::routes::update_user,
+        account::routes::new_token,
+        account::routes::login,
+        account::routes::refresh,
+        account::routes::logout,
+        account::routes::set_status,
         balance::routes::get_balance,
         balance::routes::charge,
         balance::routes::history,
@@ -73,6 +87,7 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
     ),
     tags(
         (name = "users", description = "users, balance and ledger"),
+        (name = "sessions", description = "login sessions: access and refresh tokens"),
         (name = "products", description = "products and the top-products ranking"),
         (name = "coupons", description = "first-come-first-served coupons"),
         (name = "orders", description = "orders and payment"),
@@ -94,6 +109,7 @@ fn protected(path: &str) -> bool {
         || path.starts_with("/api/v1/users/")
         || path.starts_with("/api/v1/orders")
         || path.ends_with("/issue")
+        || path == "/api/v1/sessions/current"
 }
 
 fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
@@ -172,7 +188,8 @@ impl Modify for Guarantees {
                     ensure(
                         op,
                         "403",
-                        "FORBIDDEN: the token is not the one this route needs",
+                        "FORBIDDEN: the token is not the one this route needs; \
+                         USER_SUSPENDED: the token's user is suspended",
                     );
                 }
                 if mutation {

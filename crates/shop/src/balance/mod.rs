@@ -1,4 +1,4 @@
-//! Users and their prepaid balance. Every change to a balance writes a ledger entry
+//! Users' prepaid balance. Every change to a balance writes a ledger entry
 //! with the balance after it, in the same transaction, so the sum of a user's ledger
 //! always equals the balance. Changes are single guarded updates
 //! (`balance = balance + $1 where ... <= limit`), so concurrent charges are all applied
@@ -14,25 +14,6 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::ids::{LedgerId, OrderId, UserId};
 use crate::money::Won;
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    pub id: UserId,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A new user and the bearer token that acts as them.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedUser {
-    pub id: UserId,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    /// `Authorization: Bearer <token>` for this user's routes, orders and coupon issues.
-    pub token: String,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -121,10 +102,4 @@ pub fn refusal(err: &BalanceError) -> ApiError {
         }
         BalanceError::Db(e) => ApiError::internal(e),
     }
-}
-
-/// A user's name: 1..=100 characters after trimming, none of them a control,
-/// bidirectional-override or invisible character (see [`crate::text::is_hidden`]).
-pub fn validate_name(name: &str) -> Result<String, ApiError> {
-    crate::text::visible_name(name, 100).map_err(ApiError::invalid)
 }

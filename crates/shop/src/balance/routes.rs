@@ -1,37 +1,27 @@
-//! `/api/v1/users`: create a user, read and charge the balance, read the ledger.
+//! `/api/v1/users/{userId}/balance`: read and charge the balance, read the ledger.
+//! (Users themselves are [`crate::account`]'s.)
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{Balance, CreatedUser, LedgerEntry, store, validate_name};
+use super::{Balance, LedgerEntry, store};
 use crate::app::AppState;
 use crate::auth::{Caller, OwnUser};
 use crate::batch::Work;
-use crate::clock::to_millis;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::{Idempotency, render};
 use crate::http::{Json, Page, Paging, PagingParams};
 use crate::money::Won;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/users", post(create_user))
         .route("/api/v1/users/{userId}/balance", get(get_balance))
         .route("/api/v1/users/{userId}/balance/charge", post(charge))
         .route("/api/v1/users/{userId}/balance/history", get(history))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUserRequest {
-    /// 1..=100 characters.
-    #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,33 +30,6 @@ pub struct ChargeRequest {
     /// Won to add: 1..=1,000,000 by default (`SHOP_MAX_CHARGE`).
     #[schema(minimum = 1)]
     pub amount: i64,
-}
-
-/// Create a user (a buyer with a zero balance). The answer carries the user's bearer
-/// token. Open to anyone. Not deduplicated by `Idempotency-Key`: the caller is not
-/// authenticated, and an answer holding a token is never stored.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users",
-    request_body = CreateUserRequest,
-    responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody)))]
-pub async fn create_user(
-    State(state): State<AppState>,
-    Json(req): Json<CreateUserRequest>,
-) -> ApiResult<Response> {
-    let name = validate_name(&req.name)?;
-    let now = to_millis(state.clock.now());
-    let user = state
-        .writer
-        .transact::<_, sqlx::Error>(Box::new(move |tx| {
-            Box::pin(async move { store::create_user(tx, &name, now).await })
-        }))
-        .await?;
-    let created = CreatedUser {
-        token: state.auth.token_for(user.id),
-        id: user.id,
-        name: user.name,
-        created_at: user.created_at,
-    };
-    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 /// The user's balance.

@@ -1,44 +1,12 @@
-//! SQL for users, balances and the ledger.
+//! SQL for balances and the ledger.
 
-use sqlx::{Any, AnyConnection, Executor, FromRow};
+use sqlx::{Any, Executor, FromRow};
 
-use super::{Balance, BalanceError, LedgerEntry, LedgerKind, User};
+use super::{Balance, BalanceError, LedgerEntry, LedgerKind};
 use crate::clock::from_millis;
 use crate::http::Paging;
 use crate::ids::{LedgerId, OrderId, UserId};
 use crate::money::Won;
-
-#[derive(FromRow)]
-struct UserRow {
-    id: i64,
-    name: String,
-    created_at: i64,
-}
-
-impl From<UserRow> for User {
-    fn from(r: UserRow) -> Self {
-        User {
-            id: UserId(r.id),
-            name: r.name,
-            created_at: from_millis(r.created_at),
-        }
-    }
-}
-
-pub async fn create_user(
-    conn: &mut AnyConnection,
-    name: &str,
-    now_ms: i64,
-) -> Result<User, sqlx::Error> {
-    let row: UserRow = sqlx::query_as(
-        "insert into users (name, balance, created_at) values ($1, 0, $2) returning id, name, created_at",
-    )
-    .bind(name)
-    .bind(now_ms)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.into())
-}
 
 pub async fn user_exists(
     ex: impl Executor<'_, Database = Any>,

@@ -176,7 +176,7 @@ fn scope_of(caller: Caller) -> Option<String> {
     match caller {
         Caller::User(u) => Some(format!("user:{u}")),
         Caller::Admin => Some("admin".to_string()),
-        Caller::Anonymous | Caller::Invalid => None,
+        Caller::Anonymous | Caller::Invalid | Caller::Suspended(_) => None,
     }
 }
 

@@ -56,6 +56,35 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     }
 }
 
+/// Login attempts per email (lowercased), per minute, on this instance.
+#[derive(Clone)]
+pub struct LoginLimit(Arc<Keyed<String>>);
+
+impl LoginLimit {
+    pub fn new(per_minute: u32) -> Self {
+        let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        LoginLimit(Arc::new(Keyed {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(rate)),
+            checks: AtomicU64::new(0),
+        }))
+    }
+
+    /// 429 `RATE_LIMITED` (with `Retry-After`) when `email` is over its rate.
+    pub fn check(&self, email: &str) -> Result<(), ApiError> {
+        self.0.check(&email.to_string()).map_err(rate_limited)
+    }
+}
+
+fn rate_limited(wait: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "too many requests; retry after the time in Retry-After",
+    );
+    e.retry_after = Some(wait.max(1));
+    e
+}
+
 impl RateLimits {
     pub fn new(per_client: Option<u32>, per_user: Option<u32>) -> Self {
         RateLimits {
@@ -73,18 +102,7 @@ impl RateLimits {
             (Some(limit), Caller::User(user)) => limit.check(&user),
             _ => Ok(()),
         };
-        match client.and(user) {
-            Ok(()) => Ok(()),
-            Err(wait) => {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RATE_LIMITED",
-                    "too many requests; retry after the time in Retry-After",
-                );
-                e.retry_after = Some(wait.max(1));
-                Err(e)
-            }
-        }
+        client.and(user).map_err(rate_limited)
     }
 }
 
@@ -133,6 +151,17 @@ mod tests {
         assert_eq!(refused.retry_after, Some(1));
         // Another address has its own budget.
         assert!(limits.check(other, Caller::Anonymous).is_ok());
+    }
+
+    #[test]
+    fn logins_are_limited_per_email() {
+        let limit = LoginLimit::new(2);
+        assert!(limit.check("kim@example.com").is_ok());
+        assert!(limit.check("kim@example.com").is_ok());
+        let refused = limit.check("kim@example.com").unwrap_err();
+        assert_eq!(refused.code, "RATE_LIMITED");
+        assert!(refused.retry_after.unwrap() >= 1);
+        assert!(limit.check("lee@example.com").is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Authentication and ownership: every route × {no token, a bad token, another
-//! user's token, the user's own token, the admin token}, and that a refused request
-//! changes nothing.
+//! user's token, the user's own token, the admin token, a suspended user's token},
+//! and that a refused request changes nothing.
 
 use reqwest::{Method, StatusCode};
 use rstest::rstest;
@@ -16,24 +16,33 @@ enum As {
     OtherUser,
     Owner,
     Admin,
+    /// A suspended user's valid token: refused with 403 `USER_SUSPENDED` wherever a
+    /// token is needed.
+    Suspended,
 }
 
-const CALLERS: [As; 5] = [
+const CALLERS: [As; 6] = [
     As::Nobody,
     As::BadToken,
     As::OtherUser,
     As::Owner,
     As::Admin,
+    As::Suspended,
 ];
 
 struct World {
     owner: i64,
     other: i64,
+    suspended: i64,
+    /// The owner's session's access token (for the routes of the session itself).
+    session: String,
 }
 
 impl World {
-    fn token(&self, app: &TestApp, who: As) -> Option<String> {
+    fn token(&self, app: &TestApp, who: As, access: Access) -> Option<String> {
         match who {
+            As::Owner if matches!(access, Access::SessionOwner) => Some(self.session.clone()),
+            As::Suspended => Some(app.user_token(self.suspended)),
             As::Nobody => None,
             // the owner's id with another user's signature
             As::BadToken => {
@@ -85,6 +94,12 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
         "select count(*) from orders where status in ('SHIPPED', 'DELIVERED')",
         "select count(*) from outbox_events",
         "select count(*) from idempotency_keys",
+        "select count(*) from users where status <> 'ACTIVE'",
+        "select count(*) from users where email is not null",
+        "select count(*) from sessions",
+        "select count(*) from sessions where ended_at is not null",
+        "select count(*) from refresh_tokens",
+        "select count(*) from revocations",
     ] {
         out.push(app.scalar(sql).await);
     }
@@ -100,15 +115,16 @@ enum Access {
     /// is told 404, as for a missing one, so ids cannot be probed.
     OwnerById,
     AdminOnly,
+    /// The owner's, with a session's access token (an API token is 403).
+    SessionOwner,
 }
 
 fn expected(access: Access, who: As, success: StatusCode) -> StatusCode {
     match (access, who) {
         (Access::Public, _) => success,
         (_, As::Nobody | As::BadToken) => StatusCode::UNAUTHORIZED,
-        (Access::OwnerOnly | Access::OwnerById, As::Owner) | (Access::AdminOnly, As::Admin) => {
-            success
-        }
+        (Access::OwnerOnly | Access::OwnerById | Access::SessionOwner, As::Owner)
+        | (Access::AdminOnly, As::Admin) => success,
         (Access::OwnerById, As::OtherUser) => StatusCode::NOT_FOUND,
         _ => StatusCode::FORBIDDEN,
     }
@@ -119,12 +135,55 @@ fn expected(access: Access, who: As, success: StatusCode) -> StatusCode {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backend) {
-    let app = spawn_app(backend).await;
+    // The login route is called once per kind of caller, more than one email may try
+    // in a minute by default.
+    let app = spawn_app_with(backend, |c| c.login_attempts_per_minute = 100).await;
     let owner = app.user_with_balance("owner", 100_000).await;
     let other = app.user_with_balance("other", 100_000).await;
     let product = app.create_product("pen", 1_000, 100).await;
     let coupon = app.create_coupon(json!({"totalQuantity": 10})).await;
-    let w = World { owner, other };
+    let suspended = app.create_user("suspended").await;
+    let (s, b) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/admin/users/{suspended}"),
+        Some(&app.admin_token),
+        Some(&json!({"status": "SUSPENDED"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // The owner logs in (a session for logout); another account logs in on the route.
+    let password = "owner's password";
+    let credentials = json!({"email": "owner@example.com", "password": password});
+    let (s, b) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/users/{owner}"),
+        Some(&app.user_token(owner)),
+        Some(&credentials),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, session) = call(
+        &app,
+        Method::POST,
+        "/api/v1/sessions",
+        None,
+        Some(&credentials),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let login = json!({"name": "login", "email": "login@example.com", "password": password});
+    let (s, b) = app.post("/api/v1/users", login).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Each call of the refresh route spends the token the one before it got.
+    let mut refresh_token = session["refreshToken"].clone();
+    let w = World {
+        owner,
+        other,
+        suspended,
+        session: session["accessToken"].as_str().unwrap().to_string(),
+    };
     // A PENDING order to pay and a PAID one to cancel, both the owner's.
     let (s, pending) = app.order(owner, &[(product, 1)], None, false).await;
     assert_eq!(s, StatusCode::CREATED, "{pending}");
@@ -154,11 +213,40 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
     let held = app.issued(held, owner).await;
 
     let order_body = json!({"userId": owner, "items": [{"productId": product, "quantity": 1}]});
+    // Routes that revoke the owner's tokens come last.
     let routes: Vec<(Method, String, Option<Value>, Access, StatusCode)> = vec![
         (
             Method::POST,
             "/api/v1/users".into(),
             Some(json!({"name": "new"})),
+            Access::Public,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{owner}"),
+            Some(json!({"name": "owner"})),
+            Access::OwnerOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/sessions".into(),
+            Some(json!({"email": "login@example.com", "password": password})),
+            Access::Public,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/api/v1/sessions/refresh".into(),
+            Some(json!({"refreshToken": "(the latest)"})),
             Access::Public,
             StatusCode::CREATED,
         ),
@@ -367,6 +455,27 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
             Access::AdminOnly,
             StatusCode::NOT_FOUND,
         ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{owner}"),
+            Some(json!({"status": "ACTIVE"})),
+            Access::AdminOnly,
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/sessions/current".into(),
+            None,
+            Access::SessionOwner,
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{owner}/token"),
+            None,
+            Access::OwnerOnly,
+            StatusCode::CREATED,
+        ),
     ];
 
     let mut checked = 0;
@@ -378,13 +487,24 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
         for who in callers {
             let want = expected(*access, who, *success);
             let before = footprint(&app).await;
-            let token = w.token(&app, who);
+            let token = w.token(&app, who, *access);
+            let refreshing = path == "/api/v1/sessions/refresh";
+            let body = match body {
+                Some(_) if refreshing => Some(json!({"refreshToken": refresh_token})),
+                other => other.clone(),
+            };
             let (status, answer) =
                 call(&app, method.clone(), path, token.as_deref(), body.as_ref()).await;
             assert_eq!(status, want, "{method} {path} as {who:?}: {answer}");
+            if refreshing {
+                refresh_token = answer["refreshToken"].clone();
+            }
             match status {
                 StatusCode::UNAUTHORIZED => {
                     assert_eq!(answer["code"], "UNAUTHENTICATED", "{answer}")
+                }
+                StatusCode::FORBIDDEN if who == As::Suspended => {
+                    assert_eq!(answer["code"], "USER_SUSPENDED", "{answer}")
                 }
                 StatusCode::FORBIDDEN => assert_eq!(answer["code"], "FORBIDDEN", "{answer}"),
                 StatusCode::NOT_FOUND if want != *success => {
@@ -680,11 +800,16 @@ async fn a_refused_caller_never_has_its_key_looked_at_or_stored(#[case] backend:
             json!({"name": "mug", "price": 500, "stock": 5}),
         ),
     ];
-    let w = World { owner, other };
+    let w = World {
+        owner,
+        other,
+        suspended: other,
+        session: String::new(),
+    };
     let before = footprint(&app).await;
     for (path, body, another) in &mutations {
         for who in [As::Nobody, As::BadToken, As::OtherUser] {
-            let token = w.token(&app, who);
+            let token = w.token(&app, who, Access::OwnerOnly);
             for b in [body, another, body] {
                 let mut req = app
                     .client

@@ -82,7 +82,9 @@ async fn seeded(backend: Backend, now: DateTime<Utc>) -> (TestDatabase, Db) {
     db.transact(move |tx| {
         Box::pin(async move {
             for name in ["kim", "lee", "park"] {
-                shop::balance::store::create_user(tx, name, at).await?;
+                shop::account::store::create_user(tx, name, None, None, at)
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             }
             for (name, price, stock) in [("pen", 3_000, 5), ("cup", 7_000, 3), ("bag", 20_000, 2)] {
                 shop::product::store::create(tx, &one_variant(name, price, stock), at)

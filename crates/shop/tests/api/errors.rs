@@ -1422,7 +1422,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405(#[case] backend: Backend) 
         get("/api/v1", 404, "NOT_FOUND"),
         get("/api/v1/nope", 404, "NOT_FOUND"),
         get("/api/v2/products", 404, "NOT_FOUND"),
-        get(format!("/api/v1/users/{u}"), 404, "NOT_FOUND"),
+        get(format!("/api/v1/users/{u}/nope"), 404, "NOT_FOUND"),
         get(
             format!("/api/v1/users/{u}/balance/charge/extra"),
             404,
@@ -1444,6 +1444,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405(#[case] backend: Backend) 
     wrong(Method::GET, "/api/v1/users".into());
     wrong(Method::DELETE, "/api/v1/users".into());
     wrong(Method::PUT, "/api/v1/users".into());
+    wrong(Method::PUT, format!("/api/v1/users/{u}"));
+    wrong(Method::GET, "/api/v1/sessions".into());
+    wrong(Method::GET, "/api/v1/sessions/current".into());
     wrong(Method::POST, format!("/api/v1/users/{u}/balance"));
     wrong(Method::DELETE, format!("/api/v1/users/{u}/balance"));
     wrong(Method::GET, format!("/api/v1/users/{u}/balance/charge"));
