@@ -208,13 +208,31 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// Below this many matching names, a SQLite search starts from the trigram index.
+const FEW_MATCHES: i64 = 10_000;
+
+/// Whether at most [`FEW_MATCHES`] product names contain the FTS5 `phrase` (counted
+/// from the trigram index, stopping past the threshold: a few milliseconds at most).
+async fn few_matches(pool: &sqlx::Pool<Any>, phrase: &str) -> Result<bool, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(
+        "select count(*) from (select rowid from products_search
+         where products_search match $1 limit $2)",
+    )
+    .bind(phrase)
+    .bind(FEW_MATCHES + 1)
+    .fetch_one(pool)
+    .await?;
+    Ok(n <= FEW_MATCHES)
+}
+
 /// A page of products (`limit + 1` rows, for the page builder).
 pub async fn list(
-    ex: impl Executor<'_, Database = Any>,
+    pool: &sqlx::Pool<Any>,
     backend: Backend,
     query: &ListQuery,
 ) -> Result<Vec<ProductSummary>, ProductError> {
     let mut conditions = Vec::new();
+    let mut source = String::from("products p");
     // The statement's parameters, numbered in the order they are added.
     enum P {
         T(String),
@@ -235,16 +253,20 @@ pub async fn list(
         // Three or more characters are answered from the trigram index: on SQLite as
         // an FTS5 phrase (a LIKE with ESCAPE would not use the index), on PostgreSQL
         // as a LIKE that pg_trgm's index answers.
-        conditions.push(match backend {
-            Backend::Sqlite if q.chars().count() >= 3 => {
-                let phrase = param(P::T(format!("\"{}\"", q.replace('"', "\"\""))));
-                format!("p.id in (select rowid from products_search where products_search match {phrase})")
-            }
-            _ => {
-                let pattern = param(P::T(contains_pattern(q)));
-                format!("lower(p.name) like {pattern} escape '\\'")
-            }
-        });
+        let phrase = format!("\"{}\"", q.replace('"', "\"\""));
+        if backend == Backend::Sqlite && q.chars().count() >= 3 && few_matches(pool, &phrase).await? {
+            // Few names match: the trigram index finds them, the page is sorted from them.
+            source = format!(
+                "(select rowid as id from products_search where products_search match {})
+                 s cross join products p on p.id = s.id",
+                param(P::T(phrase))
+            );
+        } else {
+            // Many match (or too few characters for trigrams): walking the sort order's
+            // index finds a page of them after a few rows.
+            let pattern = param(P::T(contains_pattern(q)));
+            conditions.push(format!("lower(p.name) like {pattern} escape '\\'"));
+        }
     }
     let order = match query.sort {
         Sort::Newest => "p.id desc",
@@ -287,7 +309,7 @@ pub async fn list(
                 p.updated_at,
                 (select cast(coalesce(sum(v.stock), 0) as bigint) from variants v where v.product_id = p.id)
                     as stock
-         from products p {filter} order by {order} limit {limit}"
+         from {source} {filter} order by {order} limit {limit}"
     );
     let mut q = sqlx::query_as::<_, SummaryRecord>(&sql);
     for p in params {
@@ -296,7 +318,7 @@ pub async fn list(
             P::I(i) => q.bind(i),
         };
     }
-    let rows = q.fetch_all(ex).await?;
+    let rows = q.fetch_all(pool).await?;
     rows.into_iter()
         .map(|r| {
             let images: Vec<Image> =

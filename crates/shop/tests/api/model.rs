@@ -130,6 +130,14 @@ enum Op {
         coupon: usize,
         user: usize,
     },
+    /// The admin ships the `order % n`-th order placed so far.
+    Ship {
+        order: usize,
+    },
+    /// The admin marks the `order % n`-th order delivered.
+    Deliver {
+        order: usize,
+    },
     /// 90 s later, then the expiry pass.
     Wait,
     /// 330 s later (past the TTL), then the expiry pass.
@@ -156,6 +164,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..8usize).prop_map(|order| Op::Pay { order }),
         4 => (0..8usize).prop_map(|order| Op::Cancel { order }),
         4 => (0..COUPONS.len(), 0..USERS).prop_map(|(coupon, user)| Op::Issue { coupon, user }),
+        2 => (0..8usize).prop_map(|order| Op::Ship { order }),
+        2 => (0..8usize).prop_map(|order| Op::Deliver { order }),
         2 => Just(Op::Wait),
         2 => Just(Op::PastTtl),
         1 => Just(Op::NextDay),
@@ -170,6 +180,8 @@ enum Status {
     Paid,
     Cancelled,
     Expired,
+    Shipped,
+    Delivered,
 }
 
 impl Status {
@@ -179,6 +191,8 @@ impl Status {
             Status::Paid => "PAID",
             Status::Cancelled => "CANCELLED",
             Status::Expired => "EXPIRED",
+            Status::Shipped => "SHIPPED",
+            Status::Delivered => "DELIVERED",
         }
     }
 }
@@ -637,6 +651,37 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
                 );
             }
             Ok(format!("{s} {}", code(&b)))
+        }
+        Op::Ship { order } | Op::Deliver { order } => {
+            let ship = matches!(op, Op::Ship { .. });
+            if m.orders.is_empty() {
+                return Ok("no order yet".into());
+            }
+            let index = order % m.orders.len();
+            let o = &m.orders[index];
+            let was = o.status.as_str();
+            let (from, to) = if ship {
+                (Status::Paid, Status::Shipped)
+            } else {
+                (Status::Shipped, Status::Delivered)
+            };
+            let want = if o.status == from {
+                Want::Ok(StatusCode::OK)
+            } else {
+                refused(vec!["ORDER_STATUS_CONFLICT"])
+            };
+            let (s, b) = if ship {
+                app.post(&format!("/api/v1/admin/orders/{}/ship", o.id), json!({}))
+                    .await
+            } else {
+                app.post_empty(&format!("/api/v1/admin/orders/{}/deliver", o.id))
+                    .await
+            };
+            if matches(&want, s, &b)? {
+                expect_eq("order status", b["status"].as_str(), Some(to.as_str()))?;
+                m.orders[index].status = to;
+            }
+            Ok(format!("order#{index} ({was}): {s} {}", code(&b)))
         }
         Op::Wait | Op::PastTtl | Op::NextDay => {
             let secs = match op {
