@@ -245,6 +245,26 @@ test('the admin creates a coupon and shoppers can get it', async () => {
   await ok('POST', `/api/v1/coupons/${id}/issue`, { body: { userId: buyer.id }, token: buyer.token });
   await page.reload();
   await page.locator('#coupon-issued', { hasText: '1 / 3' }).waitFor();
+
+  // more of them: the total quantity, never below what is issued
+  const edit = page.locator('#coupon-edit');
+  await edit.getByLabel('총 수량').fill('10');
+  await edit.getByRole('button', { name: '저장' }).click();
+  await page.locator('#coupon-issued', { hasText: '1 / 10' }).waitFor();
+  assert.equal((await ok('GET', `/api/v1/coupons/${id}`)).totalQuantity, 10);
+  assert.equal(await edit.getByLabel('총 수량').getAttribute('min'), '1', 'never below the 1 issued');
+
+  // stopped from the list: shoppers can no longer get it
+  await page.getByRole('link', { name: '쿠폰 목록으로' }).click();
+  const row = page.locator(`#coupon-table tr[data-coupon-id="${id}"]`);
+  await row.getByRole('button', { name: `${name} 발급 중지` }).click();
+  await page.getByText(`“${name}” 발급을 중지했습니다.`).waitFor();
+  assert.equal((await ok('GET', `/api/v1/coupons/${id}`)).status, 'INACTIVE');
+  assert.ok(!(await ok('GET', '/api/v1/coupons?limit=100')).items.some((x) => x.id === id));
+  const late = await user(unique('late'));
+  const refused = await api('POST', `/api/v1/coupons/${id}/issue`, { body: { userId: late.id }, token: late.token });
+  assert.deepEqual([refused.status, refused.body.code], [409, 'COUPON_INACTIVE']);
+  await row.getByRole('button', { name: `${name} 발급 중지` }).waitFor({ state: 'detached' });
   await page.done();
 });
 

@@ -86,6 +86,7 @@ test('sign up with email and password, log out and in, charge, search, pick a va
   await page.getByRole('button', { name: '검색' }).click();
   await listed;
   await page.getByRole('heading', { level: 1, name: `“${tee.name}” 검색 결과` }).waitFor();
+  await page.locator(`#product-list li[data-product-id="${tee.id}"]`).waitFor();
   assert.equal(await page.locator('#product-list li').count(), 1);
 
   // the product: description, image, and the variant picker
@@ -350,6 +351,56 @@ test('a purchase with the keyboard only', async () => {
   await page.done();
 });
 
+test('a variant to the cart, and the cart checked out with a coupon, with the keyboard only', async () => {
+  const tee = await shirt(unique('keyboard tee'));
+  const buyer = await user(unique('keys'), 100000);
+  const coupon = await admin('POST', '/api/v1/admin/coupons', { name: unique('keys 10%'), discountType: 'RATE', discountValue: 10, totalQuantity: 5 });
+  const issued = await ok('POST', `/api/v1/coupons/${coupon.id}/issue`, { body: { userId: buyer.id }, token: buyer.token });
+  const page = await open(browser, { lang: 'en', session: buyer.session });
+  const focused = () => page.evaluate(() => {
+    const el = document.activeElement;
+    return { tag: el.tagName, text: (el.innerText || '').trim(), label: el.labels?.[0]?.innerText ?? el.getAttribute('aria-label'), value: el.value };
+  });
+  async function tabTo(describe, match, n = 60) {
+    for (let i = 0; i < n; i++) {
+      await page.keyboard.press('Tab');
+      if (match(await focused())) return;
+    }
+    assert.fail(`Tab never reached ${describe}`);
+  }
+  await go(page, `/#/product/${tee.id}`);
+  await page.getByRole('heading', { level: 1, name: tee.name }).waitFor();
+  // size L (its black is sold out, so white stays chosen)
+  await tabTo('the size', (el) => el.tag === 'SELECT' && el.label === 'size');
+  await page.keyboard.press('ArrowDown');
+  await page.locator('#price', { hasText: '₩21,000' }).waitFor();
+  await tabTo('the colour', (el) => el.tag === 'SELECT' && el.label === 'colour');
+  assert.equal((await focused()).value, 'white');
+  await tabTo('Add to cart', (el) => el.tag === 'BUTTON' && el.text === 'Add to cart');
+  await page.keyboard.press('Enter');
+  await page.getByRole('status').filter({ hasText: 'Added to your cart.' }).waitFor();
+  const lWhite = variantOf(tee, 'L', 'white');
+  assert.deepEqual((await ok('GET', `/api/v1/users/${buyer.id}/cart`, { token: buyer.token })).items.map((l) => [l.variantId, l.quantity]), [[lWhite.id, 1]]);
+  await tabTo('View cart', (el) => el.tag === 'A' && el.text === 'View cart');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Cart' }).waitFor();
+  await page.waitForFunction(() => document.activeElement.tagName === 'H1', null, { timeout: 5000 });
+  await tabTo('Check out', (el) => el.tag === 'A' && el.text === 'Check out');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Checkout' }).waitFor();
+  await page.waitForFunction(() => document.activeElement.tagName === 'H1', null, { timeout: 5000 });
+  await tabTo('the coupon', (el) => el.tag === 'SELECT');
+  await page.keyboard.press('ArrowDown');
+  await page.locator('#to-pay', { hasText: '₩18,900' }).waitFor();
+  await tabTo('Pay', (el) => el.tag === 'BUTTON' && el.text === 'Pay');
+  await page.keyboard.press('Enter');
+  await page.locator('#order-status', { hasText: 'Paid' }).waitFor();
+  const orders = await ok('GET', `/api/v1/users/${buyer.id}/orders`, { token: buyer.token });
+  assert.deepEqual(orders.items.map((o) => [o.status, o.finalAmount, o.userCouponId, o.items[0].variantId]), [['PAID', 18900, issued.id, lWhite.id]]);
+  assert.equal((await ok('GET', `/api/v1/users/${buyer.id}/balance`, { token: buyer.token })).balance, 81100);
+  await page.done();
+});
+
 test('the first page weighs under 150 KB, and how soon it is interactive', async () => {
   const page = await open(browser, { lang: 'ko' });
   const sizes = [];
@@ -406,6 +457,11 @@ test('every storefront page passes axe (no serious or critical violations)', asy
     for (const path of paths) {
       await go(page, path);
       if (path === '/#/cart') await page.locator('tr.unavailable', { hasText: lang === 'ko' ? '지금은 주문할 수 없습니다' : 'Cannot be ordered now' }).waitFor();
+      if (path === '/#/checkout?cart=1') {
+        // the sold-out line would refuse the checkout: the page says so before paying
+        await page.locator('#unavailable', { hasText: tee.name }).waitFor();
+        assert.equal(await page.locator('#pay').isDisabled(), true);
+      }
       await axe(page, `${path} (${lang})`);
     }
     await page.done();
