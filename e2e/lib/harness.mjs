@@ -31,7 +31,7 @@ export async function open(browser, { lang = 'ko', session = null, viewport = { 
     if (!sessionStorage.getItem('e2e.init')) {
       sessionStorage.setItem('e2e.init', '1');
       localStorage.setItem('shop.lang', l);
-      if (s) localStorage.setItem('shop.session', JSON.stringify(s));
+      if (s) sessionStorage.setItem('shop.session', JSON.stringify(s));
     }
   }, [lang, session]);
   const page = await context.newPage();
@@ -88,8 +88,8 @@ export const admin = (method, path, body) => ok(method, path, { body, token: ADM
 export const unique = (prefix) => `${prefix} ${randomUUID().slice(0, 8)}`;
 
 /** A user made through the API, with `balance` won, as the storefront keeps a session. */
-export async function user(name = unique('buyer'), balance = 0) {
-  const u = await ok('POST', '/api/v1/users', { body: { name } });
+export async function user(name = unique('buyer'), balance = 0, extra = {}) {
+  const u = await ok('POST', '/api/v1/users', { body: { name, ...extra } });
   if (balance) await ok('POST', `/api/v1/users/${u.id}/balance/charge`, { body: { amount: balance }, token: u.token });
   return { id: u.id, name: u.name, token: u.token, session: { userId: u.id, name: u.name, token: u.token } };
 }

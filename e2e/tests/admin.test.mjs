@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
-import { ADMIN_TOKEN, BASE, admin, axe, eventually, go, launch, ok, open, product, unique, user } from '../lib/harness.mjs';
+import { ADMIN_TOKEN, BASE, admin, api, axe, eventually, go, launch, ok, open, product, unique, user } from '../lib/harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -94,6 +94,135 @@ test('the admin creates a product, edits it and its stock, and shoppers see it',
   await page.done();
 });
 
+test('the admin creates a product with options and variants; the storefront picks among them', async () => {
+  const page = await console_('en');
+  await page.getByRole('link', { name: 'Products' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Products' }).waitFor();
+  const name = unique('admin tee');
+  await page.getByText('New product').first().click();
+  const form = page.locator('#product-create');
+  await form.getByLabel('Name').fill(name);
+  await form.getByLabel('Description').fill('Organic cotton');
+  await form.getByLabel('Price (won)').fill('20000');
+  await form.getByLabel('Images').fill('/static/img/tshirt.svg front view');
+  await form.getByRole('button', { name: 'Add option' }).click();
+  await form.getByLabel('Option name').fill('size');
+  await form.getByLabel('Values').fill('M, L');
+  await form.getByRole('button', { name: 'Make variants' }).click();
+  await form.getByLabel('Price of size: M').fill('20000');
+  await form.getByLabel('Stock of size: M').fill('4');
+  const sku = `AT-${name.split(' ').pop()}-M`;
+  await form.getByLabel('SKU of size: M').fill(sku);
+  await form.getByLabel('Price of size: L').fill('22000');
+  await form.getByLabel('Stock of size: L').fill('0');
+  await form.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { level: 1, name: new RegExp(`Product #\\d+ ${name}`) }).waitFor();
+  const id = Number(page.url().match(/#\/products\/(\d+)/)[1]);
+  let p = await ok('GET', `/api/v1/products/${id}`);
+  assert.deepEqual(p.options, [{ name: 'size', values: ['M', 'L'] }]);
+  assert.deepEqual(p.variants.map((v) => [v.options.size, v.price, v.stock, v.sku ?? null]).sort(),
+    [['L', 22000, 0, null], ['M', 20000, 4, sku]].sort());
+  assert.deepEqual(p.images, [{ url: '/static/img/tshirt.svg', alt: 'front view' }]);
+  assert.equal(p.description, 'Organic cotton');
+
+  // variant price and stock from the console
+  const large = p.variants.find((v) => v.options.size === 'L');
+  const row = page.locator(`tr[data-variant-id="${large.id}"]`);
+  await row.getByLabel('Stock change of size: L').fill('3');
+  await row.getByRole('button', { name: 'Apply stock' }).click();
+  await page.locator(`tr[data-variant-id="${large.id}"] td.num`, { hasText: '3' }).waitFor();
+  await page.locator(`tr[data-variant-id="${large.id}"]`).getByLabel('Price of size: L').fill('23000');
+  await page.locator(`tr[data-variant-id="${large.id}"]`).getByRole('button', { name: 'Save' }).click();
+  await eventually(async () => (await ok('GET', `/api/v1/products/${id}`)).variants.find((v) => v.id === large.id).price === 23000, 5000, 'the new price');
+  await page.locator(`tr[data-variant-id="${large.id}"] td.num`, { hasText: '3' }).waitFor();
+  p = await ok('GET', `/api/v1/products/${id}`);
+  assert.deepEqual([p.variants.find((v) => v.id === large.id).stock, p.variants.find((v) => v.id === large.id).price], [3, 23000]);
+
+  // the storefront lists it and offers both sizes with their own price and stock
+  const shop = await open(browser, { lang: 'en' });
+  await go(shop, `/#/?q=${encodeURIComponent(name)}`);
+  await shop.getByRole('link', { name }).click();
+  await shop.locator('#price', { hasText: '₩20,000' }).waitFor();
+  assert.equal(await shop.locator('#stock').innerText(), '4 in stock');
+  assert.equal(await shop.locator('.description').innerText(), 'Organic cotton');
+  await shop.getByLabel('size', { exact: true }).selectOption('L');
+  await shop.locator('#price', { hasText: '₩23,000' }).waitFor();
+  assert.equal(await shop.locator('#stock').innerText(), '3 in stock');
+
+  // made INACTIVE, it leaves the list but its page says it is not on sale
+  await page.locator('#product-edit').getByLabel('Status').selectOption('INACTIVE');
+  await page.locator('#product-edit').getByRole('button', { name: 'Save' }).click();
+  await eventually(async () => (await ok('GET', `/api/v1/products/${id}`)).status === 'INACTIVE');
+  assert.equal((await ok('GET', `/api/v1/products?q=${encodeURIComponent(name)}`)).items.length, 0);
+  await shop.locator('#availability', { hasText: 'This product is not on sale' }).waitFor({ timeout: 5000 });
+  assert.equal(await shop.getByRole('button', { name: 'Buy now' }).isDisabled(), true);
+  await shop.done();
+  await page.done();
+});
+
+test('the admin ships and delivers an order; the shopper sees it shipped, then delivered', async () => {
+  const p = await product(unique('parcel'), 8000, 5);
+  const buyer = await user(unique('parcel fan'), 20000);
+  const order = await ok('POST', '/api/v1/orders', { body: { userId: buyer.id, items: [{ productId: p.id, quantity: 1 }], pay: true }, token: buyer.token });
+  const shop = await open(browser, { lang: 'ko', session: buyer.session });
+  await go(shop, `/#/orders/${order.id}`);
+  await shop.locator('#order-status', { hasText: '결제 완료' }).waitFor();
+
+  const page = await console_('en');
+  await page.getByRole('link', { name: 'Orders' }).click();
+  await page.getByLabel('Status').selectOption('PAID');
+  await page.getByLabel('User').fill(String(buyer.id));
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.waitForURL(/status=PAID/);
+  await page.waitForSelector('main:not([aria-busy]) #order-table');
+  const row = page.locator(`#order-table tr[data-order-id="${order.id}"]`);
+  await row.waitFor();
+  assert.equal(await page.locator('#order-table tbody tr').count(), 1);
+  // no cancel button: the contract has no admin cancel route
+  assert.equal(await row.getByRole('button', { name: /cancel/i }).count(), 0);
+  await row.getByLabel(`Tracking number of order #${order.id}`).fill('CJ-1234-5678');
+  await row.getByRole('button', { name: `Ship: order #${order.id}` }).click();
+  await page.getByText(`Order #${order.id} is shipped.`).waitFor();
+  let now = await ok('GET', `/api/v1/orders/${order.id}`, { token: buyer.token });
+  assert.equal(now.status, 'SHIPPED');
+  assert.equal(now.trackingNumber, 'CJ-1234-5678');
+  // the filter still says PAID: the shipped order has left the list
+  await page.locator('#order-table tbody tr').first().waitFor({ state: 'detached' });
+  await shop.locator('#order-status', { hasText: '발송됨' }).waitFor({ timeout: 8000 });
+  assert.equal(await shop.locator('#tracking').innerText(), 'CJ-1234-5678');
+  assert.equal(await shop.getByRole('button', { name: '주문 취소' }).count(), 0);
+
+  await page.getByLabel('Status').selectOption('SHIPPED');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.waitForURL(/status=SHIPPED/);
+  await page.locator(`#order-table tr[data-order-id="${order.id}"]`).getByRole('button', { name: `Mark delivered: order #${order.id}` }).click();
+  await page.getByText(`Order #${order.id} is delivered.`).waitFor();
+  now = await ok('GET', `/api/v1/orders/${order.id}`, { token: buyer.token });
+  assert.equal(now.status, 'DELIVERED');
+  await shop.locator('#order-status', { hasText: '배송 완료' }).waitFor({ timeout: 8000 });
+  await go(shop, '/#/orders');
+  await shop.locator(`tr[data-order-id="${order.id}"]`, { hasText: '배송 완료' }).waitFor();
+  // a second delivery is refused with the contract's code, in words
+  assert.equal((await api('POST', `/api/v1/admin/orders/${order.id}/deliver`, { token: ADMIN_TOKEN })).status, 409);
+  await shop.done();
+  await page.done();
+});
+
+test('the admin suspends a user (whose token then opens nothing) and reactivates them', async () => {
+  const victim = await user(unique('suspect'), 1000);
+  const page = await console_('en');
+  await page.getByRole('link', { name: 'Users' }).click();
+  await page.getByLabel('User').fill(String(victim.id));
+  await page.getByRole('button', { name: 'Suspend' }).click();
+  await page.locator('#user-result', { hasText: 'Suspended' }).waitFor();
+  const refused = await api('GET', `/api/v1/users/${victim.id}/balance`, { token: victim.token });
+  assert.deepEqual([refused.status, refused.body.code], [403, 'USER_SUSPENDED']);
+  await page.getByRole('button', { name: 'Reactivate' }).click();
+  await page.locator('#user-result', { hasText: 'Active' }).waitFor();
+  assert.equal((await ok('GET', `/api/v1/users/${victim.id}/balance`, { token: victim.token })).balance, 1000);
+  await page.done();
+});
+
 test('the admin creates a coupon and shoppers can get it', async () => {
   const page = await console_('ko');
   await page.getByRole('link', { name: '쿠폰' }).click();
@@ -116,6 +245,26 @@ test('the admin creates a coupon and shoppers can get it', async () => {
   await ok('POST', `/api/v1/coupons/${id}/issue`, { body: { userId: buyer.id }, token: buyer.token });
   await page.reload();
   await page.locator('#coupon-issued', { hasText: '1 / 3' }).waitFor();
+
+  // more of them: the total quantity, never below what is issued
+  const edit = page.locator('#coupon-edit');
+  await edit.getByLabel('총 수량').fill('10');
+  await edit.getByRole('button', { name: '저장' }).click();
+  await page.locator('#coupon-issued', { hasText: '1 / 10' }).waitFor();
+  assert.equal((await ok('GET', `/api/v1/coupons/${id}`)).totalQuantity, 10);
+  assert.equal(await edit.getByLabel('총 수량').getAttribute('min'), '1', 'never below the 1 issued');
+
+  // stopped from the list: shoppers can no longer get it
+  await page.getByRole('link', { name: '쿠폰 목록으로' }).click();
+  const row = page.locator(`#coupon-table tr[data-coupon-id="${id}"]`);
+  await row.getByRole('button', { name: `${name} 발급 중지` }).click();
+  await page.getByText(`“${name}” 발급을 중지했습니다.`).waitFor();
+  assert.equal((await ok('GET', `/api/v1/coupons/${id}`)).status, 'INACTIVE');
+  assert.ok(!(await ok('GET', '/api/v1/coupons?limit=100')).items.some((x) => x.id === id));
+  const late = await user(unique('late'));
+  const refused = await api('POST', `/api/v1/coupons/${id}/issue`, { body: { userId: late.id }, token: late.token });
+  assert.deepEqual([refused.status, refused.body.code], [409, 'COUPON_INACTIVE']);
+  await row.getByRole('button', { name: `${name} 발급 중지` }).waitFor({ state: 'detached' });
   await page.done();
 });
 
@@ -159,7 +308,8 @@ test('a parked event shows its last error, and a retry delivers it', async () =>
     assert.equal(delivered.data.id, order.id);
     await eventually(async () => !(await admin('GET', '/api/v1/admin/events')).items.some((e) => e.id === parked.id), 10000, 'the event leaves the backlog');
     await page.getByRole('button', { name: 'Refresh' }).click();
-    await page.locator('#events-empty').waitFor();
+    // other tests' events may still be parked: this one has left the list
+    await row.waitFor({ state: 'detached' });
   } finally {
     await new Promise((r) => server.close(r));
   }

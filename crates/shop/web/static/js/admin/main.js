@@ -79,8 +79,8 @@ function showSignIn(reason) {
     message.replaceChildren();
     const value = token.value.trim();
     try {
-      // any admin read tells whether the token opens the admin routes
-      await createClient({ token: () => value }).get('/api/v1/admin/events?limit=1');
+      // any admin read of the contract tells whether the token opens the admin routes
+      await createClient({ token: () => value }).get('/api/v1/admin/orders?limit=1');
       sessionStorage.setItem(KEY, value);
       signOutReason = null;
       start();

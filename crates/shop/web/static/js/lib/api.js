@@ -61,8 +61,8 @@ function retriable(status, code) {
 }
 
 /**
- * A client. `token()` gives the bearer token (or null); `refresh()`, when given, is
- * tried once on a 401 and answers whether a new token is there.
+ * A client. `token()` gives the bearer token (or null); `refresh(failedToken)`, when
+ * given, is tried once on a 401 and answers whether a new token is there.
  */
 export function createClient({ token = () => null, refresh = null } = {}) {
   async function request(method, path, { body, action, auth = true, attempts = 4 } = {}) {
@@ -94,7 +94,7 @@ export function createClient({ token = () => null, refresh = null } = {}) {
       const code = (data && data.code) || `HTTP_${res.status}`;
       if (res.status === 401 && bearer && refresh && !refreshed) {
         refreshed = true;
-        if (await refresh()) continue;
+        if (await refresh(bearer)) continue;
       }
       if (retriable(res.status, code) && attempt < attempts) {
         const after = Number(res.headers.get('retry-after'));

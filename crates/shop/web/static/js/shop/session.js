@@ -1,7 +1,8 @@
-// The signed-in shopper, kept in localStorage so a reload keeps them signed in:
-// `{userId, name, token, refreshToken?, accessExpiresAt?}`. A session from
-// `POST /sessions` is refreshed shortly before its access token expires (one tab at a
-// time: a refresh token works once, and a second use ends the session).
+// The signed-in shopper, kept in sessionStorage (this tab only, gone when it closes;
+// a reload keeps them signed in): `{userId, name, token, refreshToken?,
+// accessExpiresAt?}`. A session from `POST /sessions` is refreshed shortly before its
+// access token expires, and once on a 401 (a refresh token works once: a second use
+// ends the session, so refreshes never overlap).
 
 import { createClient } from '../lib/api.js';
 
@@ -11,7 +12,7 @@ let timer = null;
 
 function read() {
   try {
-    return JSON.parse(localStorage.getItem(KEY)) || null;
+    return JSON.parse(sessionStorage.getItem(KEY)) || null;
   } catch {
     return null;
   }
@@ -23,37 +24,42 @@ export const session = {
     listeners.add(fn);
   },
   set(value) {
-    if (value) localStorage.setItem(KEY, JSON.stringify(value));
-    else localStorage.removeItem(KEY);
+    if (value) sessionStorage.setItem(KEY, JSON.stringify(value));
+    else sessionStorage.removeItem(KEY);
     schedule();
     listeners.forEach((fn) => fn(value));
   },
 };
 
-/** The client of the storefront: the shopper's token, refreshed on a 401. */
+/** The client of the storefront: the shopper's token, refreshed once on a 401. */
 export const client = createClient({
   token: () => read()?.token ?? null,
-  refresh: () => refresh(),
+  refresh: (failed) => refresh(failed),
 });
 
-/** Trades the refresh token for a new pair; false (and signed out) when it fails. */
-export async function refresh() {
-  const run = async () => {
-    const before = read();
-    if (!before?.refreshToken) return false;
-    // Another tab may have refreshed while this one waited for the lock.
-    if (before.token !== stale) return true;
+let inflight = null;
+
+/**
+ * Trades the refresh token for a new pair; false (and signed out) when it fails.
+ * `failed`, the access token a request was refused with: when the stored one is
+ * already another, a refresh has happened since and the request just tries again.
+ * Concurrent callers share one refresh.
+ */
+export function refresh(failed) {
+  const now = read();
+  if (!now?.refreshToken) return Promise.resolve(false);
+  if (failed && now.token !== failed) return Promise.resolve(true);
+  inflight ??= (async () => {
     try {
-      const pair = await client.post('/api/v1/sessions/refresh', { refreshToken: before.refreshToken }, { auth: false });
-      session.set({ ...before, token: pair.accessToken, refreshToken: pair.refreshToken, accessExpiresAt: pair.accessExpiresAt });
+      const pair = await client.post('/api/v1/sessions/refresh', { refreshToken: now.refreshToken }, { auth: false });
+      session.set({ ...read(), token: pair.accessToken, refreshToken: pair.refreshToken, accessExpiresAt: pair.accessExpiresAt });
       return true;
     } catch (e) {
       if (e.status === 401 || e.status === 403) session.set(null);
       return false;
     }
-  };
-  const stale = read()?.token;
-  return navigator.locks ? navigator.locks.request('shop.session.refresh', run) : run();
+  })().finally(() => { inflight = null; });
+  return inflight;
 }
 
 function schedule() {
@@ -66,10 +72,4 @@ function schedule() {
   timer = setTimeout(() => refresh(), wait);
 }
 
-window.addEventListener('storage', (e) => {
-  if (e.key === KEY) {
-    schedule();
-    listeners.forEach((fn) => fn(read()));
-  }
-});
 schedule();

@@ -1,5 +1,6 @@
 // Orders: every order newest first, filtered by status and user; ship (with a
-// tracking number), deliver, cancel.
+// tracking number) and deliver. No cancel: the contract has no admin route for it
+// (cancelling is the shopper's own `POST /orders/{id}/cancel`).
 
 import { Action, isMissingRoute, withQuery } from '../../lib/api.js';
 import { field, formValues, h, replace } from '../../lib/dom.js';
@@ -50,10 +51,9 @@ export async function render(ctx) {
 
 function row(ctx, o, message) {
   const tracking = h('input', { name: 'tracking', maxlength: 100, 'aria-label': t('orders.trackingOf', { id: o.id }) });
-  const ship = h('button', { type: 'button' }, t('orders.ship'));
-  const deliver = h('button', { type: 'button' }, t('orders.deliver'));
-  const cancel = h('button', { type: 'button' }, t('orders.cancel'));
-  const actions = { ship: new Action(), deliver: new Action(), cancel: new Action() };
+  const ship = h('button', { type: 'button', 'aria-label': t('orders.shipOf', { id: o.id }) }, t('orders.ship'));
+  const deliver = h('button', { type: 'button', 'aria-label': t('orders.deliverOf', { id: o.id }) }, t('orders.deliver'));
+  const actions = { ship: new Action(), deliver: new Action() };
   const run = async (button, path, body, action, done) => {
     message.replaceChildren();
     button.disabled = true;
@@ -69,14 +69,11 @@ function row(ctx, o, message) {
   ship.addEventListener('click', () => run(ship, `/api/v1/admin/orders/${o.id}/ship`,
     tracking.value.trim() ? { trackingNumber: tracking.value.trim() } : {}, actions.ship, t('orders.shipped', { id: o.id })));
   deliver.addEventListener('click', () => run(deliver, `/api/v1/admin/orders/${o.id}/deliver`, undefined, actions.deliver, t('orders.delivered', { id: o.id })));
-  // Not in shared/API.md yet: the contract's cancel is the owner's route.
-  cancel.addEventListener('click', () => run(cancel, `/api/v1/admin/orders/${o.id}/cancel`, undefined, actions.cancel, t('orders.cancelledNotice')));
   return h('tr', { data: { orderId: o.id } },
     h('td', {}, String(o.id)), h('td', {}, String(o.userId)), h('td', {}, dateTime(o.createdAt)),
-    h('td', {}, t(`status.${o.status}`), o.trackingNumber ? h('div', { class: 'muted' }, o.trackingNumber) : null),
+    h('td', { class: 'order-status' }, t(`status.${o.status}`), o.trackingNumber ? h('div', { class: 'muted' }, o.trackingNumber) : null),
     h('td', { class: 'num' }, won(o.finalAmount)),
     h('td', { class: 'row-actions' },
       o.status === 'PAID' ? [tracking, ship] : null,
-      o.status === 'SHIPPED' ? deliver : null,
-      o.status === 'PENDING' || o.status === 'PAID' ? cancel : null));
+      o.status === 'SHIPPED' ? deliver : null));
 }

@@ -95,6 +95,8 @@ function createForm(ctx) {
       field(t('products.optionName'), h('input', { name: 'optionName', placeholder: 'size' })),
       field(t('products.optionValues'), h('input', { name: 'optionValues', placeholder: 'S, M, L' }), t('products.valuesHint')));
     optionRows.append(row);
+    // with options, price and stock are the variants'
+    for (const f of productOnly) f.hidden = true;
     row.querySelector('input').focus();
   }
   function readOptions() {
@@ -115,12 +117,16 @@ function createForm(ctx) {
     }));
     variantTable.hidden = options.length === 0;
   }
+  const priceInput = h('input', { name: 'price', type: 'number', min: 1 });
+  const productOnly = [
+    field(t('products.price'), priceInput, t('products.priceHint')),
+    field(t('products.stock'), h('input', { name: 'stock', type: 'number', min: 0, value: 0 })),
+  ];
   const form = h('form', { class: 'panel', id: 'product-create', 'aria-labelledby': 'create-title' },
     h('h2', { id: 'create-title' }, t('products.create')),
     field(t('products.name'), h('input', { name: 'name', required: true, maxlength: 200 })),
     field(t('products.description'), h('textarea', { name: 'description', rows: 2 })),
-    field(t('products.price'), h('input', { name: 'price', type: 'number', min: 1, required: true }), t('products.priceHint')),
-    field(t('products.stock'), h('input', { name: 'stock', type: 'number', min: 0, value: 0 })),
+    productOnly,
     field(t('products.images'), h('textarea', { name: 'images', rows: 2, placeholder: '/static/img/mug.svg Mug' }), t('products.imagesHint')),
     optionRows,
     h('div', { class: 'actions' },
@@ -133,7 +139,7 @@ function createForm(ctx) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const v = formValues(form);
-    const body = { name: v.name, price: Number(v.price) };
+    const body = { name: v.name };
     if (v.description) body.description = v.description;
     const images = parseImages(v.images || '');
     if (images.length) body.images = images;
@@ -152,6 +158,10 @@ function createForm(ctx) {
         return variant;
       });
     } else {
+      for (const f of productOnly) f.hidden = false;
+      priceInput.required = true;
+      if (!form.reportValidity()) return;
+      body.price = Number(v.price);
       body.stock = Number(v.stock || 0);
     }
     busy(form, async () => {

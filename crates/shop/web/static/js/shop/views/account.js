@@ -1,4 +1,7 @@
-// Signing up, logging in and out; the balance, charging it, and its history.
+// Signing up (name, email and password) and logging in: both end with a session from
+// `POST /sessions` (access and refresh tokens, kept in sessionStorage by session.js);
+// logging out ends it on the server. The profile (name, email), the balance, charging
+// it, and its history.
 
 import { Action, withQuery } from '../../lib/api.js';
 import { busy, field, formValues, h, replace } from '../../lib/dom.js';
@@ -23,8 +26,8 @@ function signedOut(ctx) {
   const signup = h('form', { id: 'signup-form', class: 'panel', 'aria-labelledby': 'signup-title' },
     h('h2', { id: 'signup-title' }, t('account.signup')),
     field(t('account.name'), h('input', { name: 'name', required: true, maxlength: 100, autocomplete: 'nickname' })),
-    field(t('account.email'), h('input', { name: 'email', type: 'email', autocomplete: 'email' }), t('account.emailHint')),
-    field(t('account.password'), h('input', { name: 'password', type: 'password', minlength: 8, maxlength: 128, autocomplete: 'new-password' })),
+    field(t('account.email'), h('input', { name: 'email', type: 'email', required: true, maxlength: 254, autocomplete: 'email' }), t('account.emailHint')),
+    field(t('account.password'), h('input', { name: 'password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password' })),
     h('button', { type: 'submit', class: 'primary' }, t('account.signup')),
     signupMessage);
   const login = h('form', { id: 'login-form', class: 'panel', 'aria-labelledby': 'login-title' },
@@ -34,21 +37,29 @@ function signedOut(ctx) {
     h('button', { type: 'submit', class: 'primary' }, t('account.login')),
     loginMessage);
 
+  /** Logs in with `email` and `password`: the session is the token pair. */
+  const loggingIn = new Action();
+  async function logIn(email, password, name) {
+    const s = await ctx.client.post('/api/v1/sessions', { email, password }, { action: loggingIn, auth: false });
+    const value = { userId: s.userId, name: name ?? `#${s.userId}`, token: s.accessToken, refreshToken: s.refreshToken, accessExpiresAt: s.accessExpiresAt };
+    ctx.session.set(value);
+    if (name === undefined) {
+      try {
+        const me = await ctx.client.get(`/api/v1/users/${s.userId}`);
+        ctx.session.set({ ...ctx.session.user(), name: me.name });
+      } catch { /* the name is only for the header */ }
+    }
+  }
+
   const signingUp = new Action();
   signup.addEventListener('submit', (e) => {
     e.preventDefault();
     const v = formValues(signup);
-    if (Boolean(v.email) !== Boolean(v.password)) {
-      signupMessage.replaceChildren(h('p', { class: 'error', role: 'alert' }, t('account.emailAndPassword')));
-      return;
-    }
     busy(signup, async () => {
       signupMessage.replaceChildren();
       try {
-        const body = { name: v.name };
-        if (v.email) Object.assign(body, { email: v.email, password: v.password });
-        const created = await ctx.client.post('/api/v1/users', body, { action: signingUp, auth: false });
-        ctx.session.set({ userId: created.id, name: created.name, token: created.token });
+        const created = await ctx.client.post('/api/v1/users', { name: v.name, email: v.email, password: v.password }, { action: signingUp, auth: false });
+        await logIn(v.email, v.password, created.name);
         ctx.notify(t('account.welcome', { name: created.name }));
         afterSignIn(ctx);
       } catch (err) {
@@ -56,20 +67,13 @@ function signedOut(ctx) {
       }
     });
   });
-  const loggingIn = new Action();
   login.addEventListener('submit', (e) => {
     e.preventDefault();
     const v = formValues(login);
     busy(login, async () => {
       loginMessage.replaceChildren();
       try {
-        const s = await ctx.client.post('/api/v1/sessions', { email: v.email, password: v.password }, { action: loggingIn, auth: false });
-        const value = { userId: s.userId, name: `#${s.userId}`, token: s.accessToken, refreshToken: s.refreshToken, accessExpiresAt: s.accessExpiresAt };
-        ctx.session.set(value);
-        try {
-          const me = await ctx.client.get(`/api/v1/users/${s.userId}`);
-          ctx.session.set({ ...value, name: me.name });
-        } catch { /* the name is only for the header */ }
+        await logIn(v.email, v.password);
         afterSignIn(ctx);
       } catch (err) {
         loginMessage.replaceChildren(ctx.errorBox(err));
@@ -81,7 +85,10 @@ function signedOut(ctx) {
 
 async function signedIn(ctx, user) {
   const base = `/api/v1/users/${user.userId}`;
-  const balance = await ctx.client.get(`${base}/balance`);
+  const [balance, me] = await Promise.all([
+    ctx.client.get(`${base}/balance`),
+    ctx.client.get(base).catch(() => null),
+  ]);
   if (!ctx.live()) return;
   const balanceEl = h('p', { class: 'balance', id: 'balance' }, won(balance.balance));
   const amount = h('input', { name: 'amount', type: 'number', min: 1, max: 1000000, step: 1, required: true, inputmode: 'numeric' });
@@ -103,6 +110,7 @@ async function signedIn(ctx, user) {
     h('section', { class: 'panel', 'aria-labelledby': 'balance-title' },
       h('h2', { id: 'balance-title' }, t('account.balance')), balanceEl),
     charge,
+    me ? profileForm(ctx, base, me) : null,
     h('section', { 'aria-labelledby': 'history-title' },
       h('h2', { id: 'history-title' }, t('account.history')),
       h('table', { class: 'ledger' },
@@ -164,4 +172,35 @@ async function signedIn(ctx, user) {
   });
 
   await loadHistory(true);
+}
+
+/** Name and email (`PATCH /users/{id}`): only what changed is sent. */
+function profileForm(ctx, base, me) {
+  const message = h('div', { class: 'form-message' });
+  const form = h('form', { id: 'profile-form', class: 'panel', 'aria-labelledby': 'profile-title' },
+    h('h2', { id: 'profile-title' }, t('account.profile')),
+    field(t('account.name'), h('input', { name: 'name', required: true, maxlength: 100, value: me.name, autocomplete: 'nickname' })),
+    field(t('account.email'), h('input', { name: 'email', type: 'email', maxlength: 254, value: me.email ?? '', autocomplete: 'email' })),
+    h('button', { type: 'submit' }, t('account.save')),
+    message);
+  const action = new Action();
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = formValues(form);
+    const body = {};
+    if (v.name !== me.name) body.name = v.name;
+    if (v.email && v.email !== (me.email ?? '')) body.email = v.email;
+    if (!Object.keys(body).length) return;
+    busy(form, async () => {
+      message.replaceChildren();
+      try {
+        Object.assign(me, await ctx.client.patch(base, body, { action }));
+        ctx.session.set({ ...ctx.session.user(), name: me.name });
+        message.replaceChildren(h('p', { class: 'ok', role: 'status' }, t('account.saved')));
+      } catch (err) {
+        message.replaceChildren(ctx.errorBox(err));
+      }
+    });
+  });
+  return form;
 }

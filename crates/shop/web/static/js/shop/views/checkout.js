@@ -43,6 +43,15 @@ export async function render(ctx) {
     h('div', { class: 'actions' }, payButton),
     message);
 
+  // a cart line that cannot be ordered now would refuse the whole checkout
+  const blocked = lines.filter((l) => l.available === false);
+  if (blocked.length) {
+    payButton.disabled = true;
+    message.replaceChildren(h('p', { class: 'error', role: 'alert', id: 'unavailable' },
+      t('checkout.unavailable', { names: blocked.map((l) => l.name).join(', ') }), ' ',
+      h('a', { href: '#/cart' }, t('checkout.toCart'))));
+  }
+
   function update() {
     const c = usable.find((x) => String(x.id) === couponSelect.value);
     const discount = c ? estimateDiscount(c, lines) : 0;
@@ -57,7 +66,7 @@ export async function render(ctx) {
 
   replace(ctx.root,
     h('h1', {}, t('checkout.title')),
-    h('ul', { class: 'checkout-lines' }, lines.map((l) => h('li', {},
+    h('ul', { class: 'checkout-lines' }, lines.map((l) => h('li', { class: l.available === false ? 'unavailable' : null },
       h('span', {}, l.name, optionsText(l.options) ? ` (${optionsText(l.options)})` : ''),
       h('span', { class: 'muted' }, ` × ${l.quantity}`),
       h('span', { class: 'num' }, won(l.unitPrice * l.quantity))))),

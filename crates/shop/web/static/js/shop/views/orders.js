@@ -102,7 +102,9 @@ async function detail(ctx, id) {
         h('dt', {}, t('orders.date')), h('dd', {}, dateTime(order.createdAt)),
         order.paidAt ? [h('dt', {}, t('orders.paidAt')), h('dd', {}, dateTime(order.paidAt))] : null,
         order.status === 'PENDING' ? [h('dt', {}, t('orders.expiresAt')), h('dd', {}, dateTime(order.expiresAt))] : null,
-        order.trackingNumber ? [h('dt', {}, t('orders.tracking')), h('dd', {}, order.trackingNumber)] : null),
+        order.shippedAt ? [h('dt', {}, t('orders.shippedAt')), h('dd', {}, dateTime(order.shippedAt))] : null,
+        order.trackingNumber ? [h('dt', {}, t('orders.tracking')), h('dd', { id: 'tracking' }, order.trackingNumber)] : null,
+        order.deliveredAt ? [h('dt', {}, t('orders.deliveredAt')), h('dd', {}, dateTime(order.deliveredAt))] : null),
       h('div', { class: 'actions' },
         order.status === 'PENDING' ? pay : null,
         order.status === 'PENDING' || order.status === 'PAID' ? cancel : null));

@@ -2,6 +2,12 @@
 // name one variant), price and stock of that variant, refreshed every 1.5 s, and
 // "add to cart" / "buy now". A product without `variants` (an older server) is bought
 // as itself.
+//
+// Sold-out choices are disabled the way shoppers expect from Shopify-like stores: a
+// value of the first option is disabled when no variant with it has stock; a value of
+// a later option, when no variant with it and the values chosen before it has stock.
+// Changing an option moves the later ones to a value in stock, so every variant in
+// stock can be reached and the picker never gets stuck.
 
 import { Action } from '../../lib/api.js';
 import { field, h, replace, safeUrl } from '../../lib/dom.js';
@@ -22,11 +28,12 @@ export async function render(ctx) {
   const availability = h('p', { class: 'badge', id: 'availability', hidden: true });
   const quantity = h('input', { id: 'quantity', name: 'quantity', type: 'number', min: 1, max: MAX_QUANTITY, value: 1, required: true, inputmode: 'numeric' });
   const message = h('div', { class: 'form-message' });
-  const selects = options.map((o) => {
+  const selects = options.map((o, i) => {
     const select = h('select', { name: `option-${o.name}`, data: { option: o.name } },
       o.values.map((v) => h('option', { value: v, selected: selected[o.name] === v }, v)));
     select.addEventListener('change', () => {
       selected[o.name] = select.value;
+      settle(i + 1);
       update();
     });
     return field(o.name, select);
@@ -65,12 +72,33 @@ export async function render(ctx) {
     // the cart holds variants: an older server without them has no cart either
     addToCart.disabled = buyNow.disabled || !v;
     quantity.max = String(Math.max(1, Math.min(MAX_QUANTITY, left)));
-    for (const s of form.querySelectorAll('select[data-option]')) {
+    options.forEach((o, i) => {
+      const s = form.querySelector(`select[data-option="${CSS.escape(o.name)}"]`);
+      if (s.value !== selected[o.name]) s.value = selected[o.name];
       for (const opt of s.options) {
-        const candidate = { ...selected, [s.dataset.option]: opt.value };
-        const match = (product.variants ?? []).find((x) => options.every((o) => x.options?.[o.name] === candidate[o.name]));
-        const label = match && match.stock <= 0 ? `${opt.value} (${t('product.soldout')})` : opt.value;
+        const open = !hasVariants || inStock(i, opt.value);
+        const label = open ? opt.value : `${opt.value} (${t('product.soldout')})`;
         if (opt.textContent !== label) opt.textContent = label;
+        // the chosen value stays enabled, so the select always shows what is chosen
+        opt.disabled = !open && opt.value !== selected[o.name];
+      }
+    });
+  }
+
+  /** Some variant with stock has the values chosen before option `i` and `value` for it. */
+  function inStock(i, value) {
+    return (product.variants ?? []).some((x) => x.stock > 0 &&
+      options.slice(0, i).every((o) => x.options?.[o.name] === selected[o.name]) &&
+      x.options?.[options[i].name] === value);
+  }
+
+  /** Options from `from` on move to a value in stock when theirs is not. */
+  function settle(from) {
+    for (let i = from; i < options.length; i++) {
+      const o = options[i];
+      if (!inStock(i, selected[o.name])) {
+        const next = o.values.find((v) => inStock(i, v));
+        if (next !== undefined) selected[o.name] = next;
       }
     }
   }
