@@ -254,7 +254,10 @@ pub async fn list(
         // an FTS5 phrase (a LIKE with ESCAPE would not use the index), on PostgreSQL
         // as a LIKE that pg_trgm's index answers.
         let phrase = format!("\"{}\"", q.replace('"', "\"\""));
-        if backend == Backend::Sqlite && q.chars().count() >= 3 && few_matches(pool, &phrase).await? {
+        if backend == Backend::Sqlite
+            && q.chars().count() >= 3
+            && few_matches(pool, &phrase).await?
+        {
             // Few names match: the trigram index finds them, the page is sorted from them.
             source = format!(
                 "(select rowid as id from products_search where products_search match {})
