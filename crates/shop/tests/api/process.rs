@@ -659,12 +659,16 @@ async fn a_server_with_nats_up_reports_the_sink_ok() {
 async fn the_readme_examples_run_against_a_fresh_server() {
     let readme = include_str!("../../../../README.md");
     let run_it = &readme[readme.find("## Run it").expect("a Run it section")..];
-    let block = run_it
+    let run_it = &run_it[..run_it[3..]
+        .find("\n## ")
+        .map_or(run_it.len(), |end| end + 3)];
+    let block: String = run_it
         .split("```sh\n")
         .skip(1)
         .map(|b| &b[..b.find("```").expect("a closed block")])
-        .find(|b| b.contains("localhost:8080"))
-        .expect("a shell block with requests");
+        .filter(|b| b.contains("localhost:8080"))
+        .collect();
+    assert!(block.contains("/sessions"), "both blocks: {block}");
 
     let dir = tempfile::tempdir().unwrap();
     let mut command = shop(dir.path());
@@ -689,11 +693,21 @@ async fn the_readme_examples_run_against_a_fresh_server() {
     );
     assert_eq!(
         stdout.matches(r#""status":"PAID""#).count(),
+        1,
+        "the direct order, paid:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(r#""status":"DELIVERED""#).count(),
         2,
-        "an order and a checkout, both paid:\n{stdout}"
+        "the checkout's order delivered (the answer and the read):\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""status":"SUCCEEDED""#),
+        "its payment: {stdout}"
     );
     assert!(
         stdout.contains(r#""options":{"colour":"black","size":"M"}"#),
         "{stdout}"
     );
+    assert!(stdout.contains("refreshToken"), "the login: {stdout}");
 }
