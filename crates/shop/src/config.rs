@@ -215,6 +215,12 @@ pub struct Config {
     #[arg(long, env = "SHOP_LOG_JSON", default_value_t = false, action = clap::ArgAction::Set,
         value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub log_json: bool,
+
+    /// Send traces (a span per request, with the request id and matched route) to this
+    /// OpenTelemetry collector over OTLP/HTTP (protobuf), e.g. `http://127.0.0.1:4318`;
+    /// spans go to `<endpoint>/v1/traces`. Unset: no traces.
+    #[arg(long, env = "SHOP_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

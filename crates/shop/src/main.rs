@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     // readable by its owner only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let config = Config::parse();
-    shop::telemetry::init_logs(config.log_json);
+    let traces = shop::telemetry::init_logs(config.log_json, config.otlp_endpoint.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,6 +29,10 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(run(config));
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "shop stopped");
+    }
+    drop(runtime);
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
     result
 }

@@ -23,23 +23,69 @@ use crate::db::Db;
 
 /// Installs the log subscriber (once; later calls are ignored). Logs go to stderr,
 /// coloured only when stderr is a terminal; `json` writes one flat JSON object per
-/// line (the event's fields at the top level).
-pub fn init_logs(json: bool) {
+/// line (the event's fields at the top level). With `otlp`, spans also go to that
+/// OpenTelemetry collector (see [`Traces`]).
+pub fn init_logs(json: bool, otlp: Option<&str>) -> anyhow::Result<Option<Traces>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let traces = otlp.map(Traces::start).transpose()?;
+    let otel = traces.as_ref().map(|t| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(t.provider.tracer("shop"))
+    });
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
+        registry
+            .with(fmt.json().flatten_event(true).with_span_list(false))
             .try_init()
     } else {
-        builder.try_init()
+        registry.with(fmt).try_init()
     };
+    Ok(traces)
+}
+
+/// Spans exported over OTLP/HTTP in batches, from a thread of the exporter's own.
+/// Dropping it (or [`Traces::shutdown`]) sends what is still buffered.
+pub struct Traces {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Traces {
+    fn start(endpoint: &str) -> anyhow::Result<Traces> {
+        use opentelemetry_otlp::WithExportConfig;
+        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url.clone())
+            .with_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| anyhow::anyhow!("SHOP_OTLP_ENDPOINT {url}: {e}"))?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name("shop")
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        Ok(Traces { provider })
+    }
+
+    /// Sends the buffered spans and stops the exporter.
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            eprintln!("shop: sending the last traces: {e}");
+        }
+    }
 }
 
 /// Latency buckets, in seconds.
@@ -256,10 +302,19 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
     req.headers_mut().insert(REQUEST_ID, id.clone());
     let id_str = id.to_str().unwrap_or_default().to_owned();
-    let span = tracing::info_span!("request", request_id = %id_str);
-    let mut res = next.run(req).instrument(span).await;
+    // Exported as an OpenTelemetry span when SHOP_OTLP_ENDPOINT is set.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id_str,
+        otel.name = %format!("{method} {route}"),
+        http.request.method = method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut res = next.run(req).instrument(span.clone()).await;
     res.headers_mut().insert(REQUEST_ID, id);
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
     let elapsed = started.elapsed();
     let labels = [
         ("method", method.to_owned()),

@@ -711,3 +711,91 @@ async fn the_readme_examples_run_against_a_fresh_server() {
     );
     assert!(stdout.contains("refreshToken"), "the login: {stdout}");
 }
+
+/// A stand-in OpenTelemetry collector: answers every OTLP/HTTP export with 200 and
+/// an empty (protobuf) body, and hands each request's path and body to the test.
+async fn otlp_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // One request per connection is enough for the test: read the
+                    // head, then the body its content-length announces.
+                    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let body_start = head_end + 4;
+                    while buf.len() < body_start + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let body = buf[body_start..body_start + length].to_vec();
+                    let _ = tx.send((path, body));
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// With SHOP_OTLP_ENDPOINT, each request is a span sent over OTLP/HTTP to
+/// `<endpoint>/v1/traces`, named by method and route, from service `shop`; the
+/// spans still buffered are sent when the server stops.
+#[tokio::test]
+async fn request_spans_arrive_at_an_otlp_collector() {
+    let (port, mut received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = shop(dir.path());
+    command.env("SHOP_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"));
+    let server = Server::start(command, dir.path()).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{}/api/v1/products/popular", server.base))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let log = server.log();
+    assert!(server.stop().await.success(), "{log}");
+
+    let mut bodies = Vec::new();
+    while let Ok(Some((path, body))) =
+        tokio::time::timeout(Duration::from_secs(15), received.recv()).await
+    {
+        assert_eq!(path, "/v1/traces");
+        bodies.extend(body);
+        let has = |needle: &[u8]| bodies.windows(needle.len()).any(|w| w == needle);
+        if has(b"GET /api/v1/products/popular") && has(b"trace-me-1") && has(b"shop") {
+            return;
+        }
+    }
+    panic!(
+        "no span of the request arrived ({} bytes received)",
+        bodies.len()
+    );
+}
