@@ -7,14 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::revocations::Change;
 use super::store::{self, Patch, Refreshed};
@@ -31,15 +31,20 @@ use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Json, PathId};
 use crate::ids::{SessionId, UserId};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users", post(create_user))
-        .route("/api/v1/users/{userId}", get(get_user).patch(update_user))
-        .route("/api/v1/users/{userId}/token", post(new_token))
-        .route("/api/v1/sessions", post(login))
-        .route("/api/v1/sessions/refresh", post(refresh))
-        .route("/api/v1/sessions/current", delete(logout))
-        .route("/api/v1/admin/users/{userId}", patch(set_status))
+/// The user and session routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(new_token))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(set_status))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,7 +139,7 @@ pub async fn create_user(
 }
 
 /// The user (owner only).
-#[utoipa::path(get, path = "/api/v1/users/{userId}", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
 pub async fn get_user(
@@ -147,7 +152,7 @@ pub async fn get_user(
 /// Change the user's name, email or password (owner only). An account has both an
 /// email and a password, or neither (400 otherwise); 409 `EMAIL_TAKEN` when another
 /// account has the email (regardless of case).
-#[utoipa::path(patch, path = "/api/v1/users/{userId}", tag = "users",
+#[utoipa::path(patch, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     request_body = UpdateUserRequest,
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody),
@@ -187,7 +192,7 @@ pub async fn update_user(
 /// the revocation view, about 2 seconds). Sessions are not affected. Not
 /// deduplicated by `Idempotency-Key`: an answer holding a token is never stored, so a
 /// retry makes yet another token (and revokes this one).
-#[utoipa::path(post, path = "/api/v1/users/{userId}/token", tag = "users",
+#[utoipa::path(post, path = "/api/v1/users/{userId}/token", operation_id = "new_api_token", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 201, body = ApiToken), (status = 404, body = ErrorBody)))]
 pub async fn new_token(
@@ -327,7 +332,7 @@ pub async fn refresh(
 /// (at once on this instance; on the others within about 2 seconds). Needs the
 /// session's access token (403 `FORBIDDEN` with an API token). Ending a session is
 /// idempotent by nature: a repeat with the same token is 401.
-#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
+#[utoipa::path(delete, path = "/api/v1/sessions/current", security(("bearer" = [])), tag = "sessions",
     responses((status = 204, description = "the session ended")))]
 pub async fn logout(
     Authenticated(caller): Authenticated,
@@ -358,7 +363,7 @@ pub async fn logout(
 /// Set a user's status (admin). A SUSPENDED user's tokens open nothing (403
 /// `USER_SUSPENDED`), at once on this instance and on the others within about 2
 /// seconds; ACTIVE opens them again.
-#[utoipa::path(patch, path = "/api/v1/admin/users/{userId}", tag = "admin",
+#[utoipa::path(patch, path = "/users/{userId}", operation_id = "set_user_status", security(("admin" = [])), tag = "admin",
     request_body = SetStatusRequest,
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]

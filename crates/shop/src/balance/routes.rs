@@ -1,11 +1,11 @@
 //! `/api/v1/users/{userId}/balance`: read and charge the balance, read the ledger.
 //! (Users themselves are [`crate::account`]'s.)
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Balance, LedgerEntry, store};
 use crate::app::AppState;
@@ -17,11 +17,11 @@ use crate::http::{Json, Page, Paging, PagingParams};
 use crate::money::Won;
 use axum::response::Response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users/{userId}/balance", get(get_balance))
-        .route("/api/v1/users/{userId}/balance/charge", post(charge))
-        .route("/api/v1/users/{userId}/balance/history", get(history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_balance))
+        .routes(routes!(charge))
+        .routes(routes!(history))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,7 +33,7 @@ pub struct ChargeRequest {
 }
 
 /// The user's balance.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/balance", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
@@ -44,7 +44,7 @@ pub async fn get_balance(
 }
 
 /// Charge the balance. Concurrent charges are all applied.
-#[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", tag = "users",
+#[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", operation_id = "charge_balance", security(("bearer" = [])), tag = "users",
     request_body = ChargeRequest,
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Balance, description = "the balance after"),
@@ -69,7 +69,7 @@ pub async fn charge(
 }
 
 /// The balance history, newest first.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", operation_id = "balance_history", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1), PagingParams),
     responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
 pub async fn history(

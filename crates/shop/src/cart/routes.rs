@@ -1,13 +1,13 @@
 //! `/api/v1/users/{userId}/cart`: the cart's lines, and checkout.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Cart, CartError, store, validate_quantity};
 use crate::app::AppState;
@@ -20,14 +20,11 @@ use crate::http::idempotency::{self, Idempotency, TxWork, render};
 use crate::ids::{UserCouponId, UserId, VariantId};
 use crate::order::{Order, OrderError, OrderStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users/{userId}/cart", get(detail).delete(clear))
-        .route(
-            "/api/v1/users/{userId}/cart/items/{variantId}",
-            put(set_line).delete(remove_line),
-        )
-        .route("/api/v1/users/{userId}/cart/checkout", post(checkout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(detail, clear))
+        .routes(routes!(set_line, remove_line))
+        .routes(routes!(checkout))
 }
 
 /// The `{variantId}` of a cart line route.
@@ -86,7 +83,7 @@ async fn change(
 }
 
 /// The user's cart at current prices (empty when never used).
-#[utoipa::path(get, path = "/api/v1/users/{userId}/cart", tag = "cart",
+#[utoipa::path(get, path = "/api/v1/users/{userId}/cart", operation_id = "get_cart", security(("bearer" = [])), tag = "cart",
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn detail(
@@ -99,7 +96,7 @@ pub async fn detail(
 
 /// Set a line's quantity, adding the line when absent (at most 50 lines). A new line
 /// must be of a product on sale; the cart holds no stock.
-#[utoipa::path(put, path = "/api/v1/users/{userId}/cart/items/{variantId}", tag = "cart",
+#[utoipa::path(put, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "set_cart_line", security(("bearer" = [])), tag = "cart",
     request_body = CartLineRequest,
     params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Cart), (status = 400, body = ErrorBody),
@@ -120,7 +117,7 @@ pub async fn set_line(
 }
 
 /// Remove a line (removing a line that is not there changes nothing).
-#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart/items/{variantId}", tag = "cart",
+#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "remove_cart_line", security(("bearer" = [])), tag = "cart",
     params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn remove_line(
@@ -136,7 +133,7 @@ pub async fn remove_line(
 }
 
 /// Empty the cart.
-#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart", tag = "cart",
+#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart", operation_id = "clear_cart", security(("bearer" = [])), tag = "cart",
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn clear(
@@ -154,7 +151,7 @@ pub async fn clear(
 /// `POST /api/v1/orders`, all or nothing; the ordered lines leave the cart in the same
 /// commit. With `"pay": true` the order is paid in that commit too. Two checkouts of one
 /// cart at once make one order: the second finds the cart empty.
-#[utoipa::path(post, path = "/api/v1/users/{userId}/cart/checkout", tag = "cart",
+#[utoipa::path(post, path = "/api/v1/users/{userId}/cart/checkout", operation_id = "checkout_cart", security(("bearer" = [])), tag = "cart",
     request_body = CheckoutRequest,
     params(("userId" = i64, Path, minimum = 1)),
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),

@@ -1,10 +1,10 @@
 //! `/api/v1/orders` and `/api/v1/users/{id}/orders`.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Line, Order, OrderError, OrderRules, OrderStatus, Payment, PlaceOrder, store};
 use crate::app::AppState;
@@ -16,17 +16,23 @@ use crate::http::{Json, Page, Paging, PagingParams, PathId, Query};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId, VariantId};
 use axum::response::Response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/orders", post(place))
-        .route("/api/v1/orders/{orderId}", get(detail))
-        .route("/api/v1/orders/{orderId}/payment", post(pay))
-        .route("/api/v1/orders/{orderId}/cancel", post(cancel))
-        .route("/api/v1/orders/{orderId}/payments", get(payments))
-        .route("/api/v1/users/{userId}/orders", get(list_for_user))
-        .route("/api/v1/admin/orders", get(admin_list))
-        .route("/api/v1/admin/orders/{orderId}/ship", post(ship))
-        .route("/api/v1/admin/orders/{orderId}/deliver", post(deliver))
+/// The user routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place))
+        .routes(routes!(detail))
+        .routes(routes!(pay))
+        .routes(routes!(cancel))
+        .routes(routes!(payments))
+        .routes(routes!(list_for_user))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list))
+        .routes(routes!(ship))
+        .routes(routes!(deliver))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,7 +72,7 @@ impl AppState {
 
 /// Place an order: holds its stock and coupon, all or nothing. With `"pay": true`
 /// it is paid in the same step (either a PAID order exists after, or nothing changed).
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "place_order", security(("bearer" = [])), tag = "orders",
     request_body = PlaceOrderRequest,
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
@@ -109,7 +115,7 @@ pub async fn place(
 }
 
 /// An order of the caller's (someone else's answers 404, as a missing one does).
-#[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders",
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}", operation_id = "get_order", security(("bearer" = [])), tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
 pub async fn detail(
@@ -128,7 +134,7 @@ pub async fn detail(
 
 /// The payment attempts of an order of the caller's, oldest first: SUCCEEDED, or
 /// FAILED with the code the payment was refused with.
-#[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", tag = "orders",
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", operation_id = "list_order_payments", security(("bearer" = [])), tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Vec<Payment>),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's")))]
@@ -157,7 +163,7 @@ pub struct AdminOrdersParams {
 }
 
 /// Every order, newest first (admin), of one status and one user when given.
-#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin",
+#[utoipa::path(get, path = "/orders", operation_id = "admin_list_orders", security(("admin" = [])), tag = "admin",
     params(AdminOrdersParams, PagingParams),
     responses((status = 200, body = Page<Order>), (status = 400, body = ErrorBody)))]
 pub async fn admin_list(
@@ -196,7 +202,7 @@ pub struct ShipRequest {
 
 /// Ship a PAID order (admin): it becomes SHIPPED and an `order.shipped` event goes to
 /// the data platform. Any other status answers 409 `ORDER_STATUS_CONFLICT`.
-#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/ship", tag = "admin",
+#[utoipa::path(post, path = "/orders/{orderId}/ship", operation_id = "ship_order", security(("admin" = [])), tag = "admin",
     params(("orderId" = i64, Path, minimum = 1)), request_body = ShipRequest,
     responses((status = 200, body = Order, description = "the order, now SHIPPED"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -227,7 +233,7 @@ pub async fn ship(
 /// Mark a SHIPPED order delivered (admin): it becomes DELIVERED and an
 /// `order.delivered` event goes to the data platform. Any other status answers 409
 /// `ORDER_STATUS_CONFLICT`.
-#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/deliver", tag = "admin",
+#[utoipa::path(post, path = "/orders/{orderId}/deliver", operation_id = "deliver_order", security(("admin" = [])), tag = "admin",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now DELIVERED"),
         (status = 404, body = ErrorBody),
@@ -246,7 +252,7 @@ pub async fn deliver(
 }
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
-#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", operation_id = "pay_order", security(("bearer" = [])), tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now PAID"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
@@ -273,7 +279,7 @@ pub async fn pay(
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
 /// refunded (in full, even when that takes the balance over `SHOP_MAX_BALANCE`: the
 /// limit refuses charges, never money owed back).
-#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", operation_id = "cancel_order", security(("bearer" = [])), tag = "orders",
     params(("orderId" = i64, Path, minimum = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
@@ -294,7 +300,7 @@ pub async fn cancel(
 }
 
 /// A user's orders, newest first.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/orders", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{userId}/orders", operation_id = "list_user_orders", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1), PagingParams),
     responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
