@@ -155,8 +155,22 @@ impl Modify for Guarantees {
                          USER_SUSPENDED: the token's user is suspended",
                     );
                 }
-                if mutation {
+                // Routes whose answer holds a token do not look at the key (their
+                // annotation says so): the document must not offer one.
+                let ignores_key = op
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get("x-idempotency-key"))
+                    .is_some_and(|v| v == "ignored");
+                if mutation && !ignores_key {
                     set_idempotency_key(op);
+                    ensure(
+                        op,
+                        "422",
+                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
+                    );
+                }
+                if mutation {
                     ensure(
                         op,
                         "409",
@@ -164,11 +178,6 @@ impl Modify for Guarantees {
                     );
                     ensure(op, "413", "PAYLOAD_TOO_LARGE");
                     ensure(op, "415", "UNSUPPORTED_MEDIA_TYPE: the body must be JSON");
-                    ensure(
-                        op,
-                        "422",
-                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
-                    );
                     ensure(
                         op,
                         "504",

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 50_000}))]
 pub struct ChargeRequest {
     /// Won to add: 1..=1,000,000 by default (`SHOP_MAX_CHARGE`).
     #[schema(minimum = 1)]
@@ -34,7 +35,7 @@ pub struct ChargeRequest {
 
 /// The user's balance.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance", security(("bearer" = [])), tag = "users",
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
     OwnUser(user): OwnUser,
@@ -46,7 +47,7 @@ pub async fn get_balance(
 /// Charge the balance. Concurrent charges are all applied.
 #[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", operation_id = "charge_balance", security(("bearer" = [])), tag = "users",
     request_body = ChargeRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Balance, description = "the balance after"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
@@ -70,7 +71,7 @@ pub async fn charge(
 
 /// The balance history, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", operation_id = "balance_history", security(("bearer" = [])), tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
 pub async fn history(
     OwnUser(user): OwnUser,

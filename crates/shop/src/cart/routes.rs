@@ -42,6 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LineVariant {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"quantity": 2}))]
 pub struct CartLineRequest {
     /// 1..=1,000.
     #[schema(minimum = 1, maximum = 1000, example = 2)]
@@ -50,6 +51,7 @@ pub struct CartLineRequest {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"pay": true}))]
 pub struct CheckoutRequest {
     /// A coupon of the user's to apply to the order.
     #[schema(minimum = 1)]
@@ -84,7 +86,7 @@ async fn change(
 
 /// The user's cart at current prices (empty when never used).
 #[utoipa::path(get, path = "/api/v1/users/{userId}/cart", operation_id = "get_cart", security(("bearer" = [])), tag = "cart",
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn detail(
     OwnUser(user): OwnUser,
@@ -98,7 +100,7 @@ pub async fn detail(
 /// must be of a product on sale; the cart holds no stock.
 #[utoipa::path(put, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "set_cart_line", security(("bearer" = [])), tag = "cart",
     request_body = CartLineRequest,
-    params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "VARIANT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "CART_FULL, PRODUCT_NOT_AVAILABLE")))]
@@ -118,7 +120,7 @@ pub async fn set_line(
 
 /// Remove a line (removing a line that is not there changes nothing).
 #[utoipa::path(delete, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "remove_cart_line", security(("bearer" = [])), tag = "cart",
-    params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn remove_line(
     OwnUser(user): OwnUser,
@@ -134,7 +136,7 @@ pub async fn remove_line(
 
 /// Empty the cart.
 #[utoipa::path(delete, path = "/api/v1/users/{userId}/cart", operation_id = "clear_cart", security(("bearer" = [])), tag = "cart",
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn clear(
     OwnUser(user): OwnUser,
@@ -153,7 +155,7 @@ pub async fn clear(
 /// cart at once make one order: the second finds the cart empty.
 #[utoipa::path(post, path = "/api/v1/users/{userId}/cart/checkout", operation_id = "checkout_cart", security(("bearer" = [])), tag = "cart",
     request_body = CheckoutRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,

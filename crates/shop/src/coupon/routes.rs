@@ -47,6 +47,7 @@ pub const MAX_COUPON_QUANTITY: i64 = 100_000_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"name": "Welcome 10%", "discountType": "RATE", "discountValue": 10, "totalQuantity": 1_000, "minOrderAmount": 10_000, "validDays": 30}))]
 pub struct CreateCouponRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -76,6 +77,7 @@ pub struct CreateCouponRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"totalQuantity": 2_000}))]
 pub struct UpdateCouponRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -97,6 +99,7 @@ pub struct UpdateCouponRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"userId": 1}))]
 pub struct IssueRequest {
     #[schema(minimum = 1)]
     pub user_id: i64,
@@ -209,7 +212,7 @@ pub async fn list_open(
 /// end of its issue period. Every instance forgets that it was sold out or inactive.
 #[utoipa::path(patch, path = "/coupons/{couponId}", operation_id = "update_coupon", security(("admin" = [])), tag = "admin",
     request_body = UpdateCouponRequest,
-    params(("couponId" = i64, Path, minimum = 1)),
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Coupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "COUPON_QUANTITY_BELOW_ISSUED")))]
@@ -254,7 +257,7 @@ pub async fn update(
 /// else's coupon answers 404, as a missing one does.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/coupons/{userCouponId}/history", operation_id = "user_coupon_history", security(("bearer" = [])),
     tag = "users",
-    params(("userId" = i64, Path, minimum = 1), ("userCouponId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("userCouponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Vec<HistoryEntry>),
         (status = 404, body = ErrorBody, description = "USER_COUPON_NOT_FOUND")))]
 pub async fn history(
@@ -271,7 +274,7 @@ pub async fn history(
 
 /// A coupon, with how many have been issued.
 #[utoipa::path(get, path = "/api/v1/coupons/{couponId}", operation_id = "get_coupon", tag = "coupons",
-    params(("couponId" = i64, Path, minimum = 1)),
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -283,7 +286,7 @@ pub async fn detail(
 /// Issue a coupon to a user: first come, first served, one per user.
 #[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", operation_id = "issue_coupon", security(("bearer" = [])), tag = "coupons",
     request_body = IssueRequest,
-    params(("couponId" = i64, Path, minimum = 1)),
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = UserCoupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,
@@ -399,7 +402,7 @@ async fn holds(state: &AppState, coupon: CouponId, user: UserId, epoch: u64) -> 
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", operation_id = "list_user_coupons", security(("bearer" = [])), tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

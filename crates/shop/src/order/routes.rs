@@ -50,6 +50,7 @@ pub struct OrderItemRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"userId": 1, "items": [{"productId": 1, "quantity": 2}], "pay": true}))]
 pub struct PlaceOrderRequest {
     #[schema(minimum = 1)]
     pub user_id: i64,
@@ -116,7 +117,7 @@ pub async fn place(
 
 /// An order of the caller's (someone else's answers 404, as a missing one does).
 #[utoipa::path(get, path = "/api/v1/orders/{orderId}", operation_id = "get_order", security(("bearer" = [])), tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     Authenticated(caller): Authenticated,
@@ -135,7 +136,7 @@ pub async fn detail(
 /// The payment attempts of an order of the caller's, oldest first: SUCCEEDED, or
 /// FAILED with the code the payment was refused with.
 #[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", operation_id = "list_order_payments", security(("bearer" = [])), tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Vec<Payment>),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's")))]
 pub async fn payments(
@@ -194,6 +195,7 @@ pub async fn admin_list(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"trackingNumber": "CJ-1234-5678"}))]
 pub struct ShipRequest {
     /// The carrier's tracking number, 1..=100 characters.
     #[schema(example = "CJ-1234-5678")]
@@ -203,7 +205,7 @@ pub struct ShipRequest {
 /// Ship a PAID order (admin): it becomes SHIPPED and an `order.shipped` event goes to
 /// the data platform. Any other status answers 409 `ORDER_STATUS_CONFLICT`.
 #[utoipa::path(post, path = "/orders/{orderId}/ship", operation_id = "ship_order", security(("admin" = [])), tag = "admin",
-    params(("orderId" = i64, Path, minimum = 1)), request_body = ShipRequest,
+    params(("orderId" = i64, Path, minimum = 1, example = 1)), request_body = ShipRequest,
     responses((status = 200, body = Order, description = "the order, now SHIPPED"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
@@ -234,7 +236,7 @@ pub async fn ship(
 /// `order.delivered` event goes to the data platform. Any other status answers 409
 /// `ORDER_STATUS_CONFLICT`.
 #[utoipa::path(post, path = "/orders/{orderId}/deliver", operation_id = "deliver_order", security(("admin" = [])), tag = "admin",
-    params(("orderId" = i64, Path, minimum = 1)),
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now DELIVERED"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
@@ -253,7 +255,7 @@ pub async fn deliver(
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", operation_id = "pay_order", security(("bearer" = [])), tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now PAID"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
@@ -280,7 +282,7 @@ pub async fn pay(
 /// refunded (in full, even when that takes the balance over `SHOP_MAX_BALANCE`: the
 /// limit refuses charges, never money owed back).
 #[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", operation_id = "cancel_order", security(("bearer" = [])), tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
@@ -301,7 +303,7 @@ pub async fn cancel(
 
 /// A user's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/orders", operation_id = "list_user_orders", security(("bearer" = [])), tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

@@ -54,7 +54,18 @@ pub struct UndeliveredEvent {
 #[into_params(parameter_in = Query)]
 pub struct StatusParams {
     /// `failed` (parked) or `undelivered` (all not yet delivered; the default).
+    #[param(value_type = Option<EventFilter>)]
     pub status: Option<String>,
+}
+
+/// Which undelivered events to list.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFilter {
+    /// Parked after too many failed attempts.
+    Failed,
+    /// Every event not yet delivered.
+    Undelivered,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -133,7 +144,8 @@ pub async fn retry_all(
 
 /// Put one undelivered event back in line for delivery now (admin).
 #[utoipa::path(post, path = "/events/{eventId}/retry", operation_id = "retry_event", security(("admin" = [])), tag = "admin",
-    params(("eventId" = String, Path, description = "the event's id (a UUID)")),
+    params(("eventId" = uuid::Uuid, Path,
+        example = "0192f0c1-3b7a-7cde-8f00-1234567890ab", description = "the event's id (a UUID)")),
     responses((status = 200, body = Retried), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "EVENT_NOT_FOUND: unknown or already delivered")))]
 pub async fn retry_one(

@@ -46,6 +46,7 @@ pub fn admin_router() -> OpenApiRouter<AppState> {
 /// A variant to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"options": {"size": "L"}, "price": 31_000, "stock": 10, "sku": "TS-L"}))]
 pub struct VariantRequest {
     /// One value of each of the product's options (`{}` without options).
     #[schema(value_type = Object, example = json!({"size": "M", "colour": "white"}))]
@@ -64,6 +65,7 @@ pub struct VariantRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Classic T-shirt", "description": "Cotton, regular fit.", "options": [{"name": "size", "values": ["S", "M"]}], "variants": [{"options": {"size": "S"}, "price": 29_000, "stock": 20}, {"options": {"size": "M"}, "price": 29_000, "stock": 30}]}))]
 pub struct CreateProductRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200, example = "Classic T-shirt")]
@@ -92,6 +94,7 @@ pub struct CreateProductRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Classic T-shirt (organic)", "status": "ACTIVE"}))]
 pub struct UpdateProductRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -111,6 +114,7 @@ pub struct UpdateProductRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 27_000}))]
 pub struct UpdateVariantRequest {
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub price: Option<i64>,
@@ -119,10 +123,32 @@ pub struct UpdateVariantRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"delta": 10}))]
 pub struct StockRequest {
     /// Units to add (negative to remove); non-zero, within ±1,000,000,000.
-    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
+    #[schema(schema_with = non_zero_delta)]
     pub delta: i64,
+}
+
+/// `delta`'s schema: 1..=MAX_STOCK or -MAX_STOCK..=-1 (0 answers 400).
+fn non_zero_delta() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    OneOfBuilder::new()
+        .item(range(1, crate::product::MAX_STOCK))
+        .item(range(-crate::product::MAX_STOCK, -1))
+        .description(Some(
+            "Units to add (negative to remove); non-zero, within ±1,000,000,000.",
+        ))
+        .examples([10])
+        .build()
+        .into()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -216,7 +242,7 @@ pub async fn admin_list(
 /// One product (in either status, so carts and old orders can show it), with its
 /// variants and the stock that can be ordered now.
 #[utoipa::path(get, path = "/api/v1/products/{productId}", operation_id = "get_product", tag = "products",
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -333,7 +359,7 @@ pub async fn create(
 /// orders keep their prices and names.
 #[utoipa::path(patch, path = "/products/{productId}", operation_id = "update_product", security(("admin" = [])), tag = "admin",
     request_body = UpdateProductRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     caller: Caller,
@@ -369,7 +395,7 @@ pub async fn update(
 /// another variant.
 #[utoipa::path(post, path = "/products/{productId}/variants", security(("admin" = [])), tag = "admin",
     request_body = VariantRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
 pub async fn add_variant(
@@ -401,7 +427,7 @@ pub async fn add_variant(
 /// Change a variant's price or SKU (admin); answers its product.
 #[utoipa::path(patch, path = "/variants/{variantId}", security(("admin" = [])), tag = "admin",
     request_body = UpdateVariantRequest,
-    params(("variantId" = i64, Path, minimum = 1)),
+    params(("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "SKU_EXISTS")))]
 pub async fn update_variant(
@@ -440,7 +466,7 @@ fn stock_delta(req: &StockRequest) -> Result<i64, ApiError> {
 /// several: move a variant's). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
 #[utoipa::path(post, path = "/products/{productId}/stock", operation_id = "adjust_product_stock", security(("admin" = [])), tag = "admin",
     request_body = StockRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
@@ -463,7 +489,7 @@ pub async fn adjust_stock(
 /// zero answers 409 `STOCK_BELOW_ZERO`.
 #[utoipa::path(post, path = "/variants/{variantId}/stock", security(("admin" = [])), tag = "admin",
     request_body = StockRequest,
-    params(("variantId" = i64, Path, minimum = 1)),
+    params(("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_variant_stock(
