@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::cache::Cache;
@@ -132,31 +133,69 @@ impl AppState {
     }
 }
 
+/// Where the admin router is nested.
+pub const ADMIN: &str = "/api/v1/admin";
+
+/// Every API route, each declared once: `routes!(handler)` takes the handler's path,
+/// method, OpenAPI entry and security requirement from its `#[utoipa::path]`. The
+/// first router holds the public and user routes (absolute paths), the second the
+/// admin routes (relative to [`ADMIN`]).
+fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    use crate::{account, balance, cart, coupon, order, outbox, product, ranking};
+    let api = OpenApiRouter::new()
+        .merge(account::routes::router())
+        .merge(balance::routes::router())
+        .merge(ranking::router())
+        .merge(product::routes::router())
+        .merge(coupon::routes::router())
+        .merge(order::routes::router())
+        .merge(cart::routes::router());
+    let admin = OpenApiRouter::new()
+        .merge(account::routes::admin_router())
+        .merge(product::routes::admin_router())
+        .merge(coupon::routes::admin_router())
+        .merge(order::routes::admin_router())
+        .merge(outbox::routes::admin_router());
+    (api, admin)
+}
+
+/// The OpenAPI document of [`api_routes`] (served at `/api-docs/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (api, admin) = api_routes();
+    let doc = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(api)
+        .nest(ADMIN, admin)
+        .into_openapi();
+    crate::openapi::finish(doc)
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(crate::account::routes::router())
-        .merge(crate::balance::routes::router())
-        .merge(crate::ranking::router())
-        .merge(crate::product::routes::router())
-        .merge(crate::coupon::routes::router())
-        .merge(crate::order::routes::router())
-        .merge(crate::cart::routes::router())
-        .merge(crate::outbox::routes::router())
-        // Outermost first: who is asking, are they over their rate, then the
-        // idempotency claim (scoped to the caller).
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            http::idempotency::layer,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            http::limits::rate_limit,
-        ))
+    let (api, admin) = api_routes();
+    // Innermost last: the rate limit, then the idempotency claim (scoped to the
+    // caller). On the admin router, the admin check comes before both, once for all.
+    let common = |routes: OpenApiRouter<AppState>| {
+        routes
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                http::idempotency::layer,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                http::limits::rate_limit,
+            ))
+    };
+    let admin = common(admin).route_layer(middleware::from_fn(crate::auth::admin_only));
+    let (api, doc) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(common(api))
+        .nest(ADMIN, admin)
+        // Outermost: who is asking.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
-        ));
+        ))
+        .split_for_parts();
+    let doc = crate::openapi::finish(doc);
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     let write_timeout = Duration::from_secs(state.config.write_timeout_secs.max(1)).max(timeout);
     Router::new()
@@ -165,10 +204,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .merge(crate::web::router())
-        .merge(
-            SwaggerUi::new("/docs")
-                .url("/api-docs/openapi.json", crate::openapi::ApiDoc::openapi()),
-        )
+        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

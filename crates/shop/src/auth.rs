@@ -16,8 +16,9 @@
 //! Both are compared in constant time, and neither is ever logged.
 //!
 //! The [`authenticate`] middleware runs before anything looks a resource up: it puts
-//! the [`Caller`] in the request's extensions and refuses admin routes to everyone
-//! but the admin (401 without a valid token, 403 with a user's). Handlers then take
+//! the [`Caller`] in the request's extensions. The admin router has one layer,
+//! [`admin_only`], that refuses everyone but the admin (401 without a valid token, 403
+//! with a user's). Handlers of the other protected routes take
 //! [`OwnUser`] (for `/users/{userId}/...`) or [`Authenticated`] and call
 //! [`Caller::require_user`] once they know whose resource it is.
 
@@ -348,26 +349,41 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts the [`Caller`] in the request's extensions; admin routes admit only the admin.
+/// Puts the [`Caller`] (and the [`CurrentSession`] of an access token) in the
+/// request's extensions. It refuses nothing: each route decides, the admin routes
+/// through [`admin_only`].
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let (caller, session) = state.auth.caller_of(&parts, state.clock.now());
-    if parts.uri.path().starts_with("/api/v1/admin/") && caller != Caller::Admin {
-        let refusal = match caller.require_authenticated() {
-            Err(e) => e,
-            Ok(_) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "admin routes need the admin token",
-            ),
-        };
-        return refusal.into_response();
-    }
     parts.extensions.insert(caller);
     if let Some(session) = session {
         parts.extensions.insert(CurrentSession(session));
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The one layer of the admin router (`/api/v1/admin/...`, see
+/// [`crate::app::router`]): only the admin gets past it, before the body or the
+/// resource is looked at (401 without a valid token, 403 with a user's, 403
+/// `USER_SUSPENDED` with a suspended user's). Runs after [`authenticate`].
+pub async fn admin_only(req: Request, next: Next) -> Response {
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .copied()
+        .unwrap_or(Caller::Anonymous);
+    if caller == Caller::Admin {
+        return next.run(req).await;
+    }
+    match caller.require_authenticated() {
+        Err(e) => e,
+        Ok(_) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "admin routes need the admin token",
+        ),
+    }
+    .into_response()
 }
 
 fn caller_in(parts: &Parts) -> Caller {

@@ -1,12 +1,15 @@
 //! The OpenAPI document, served at `/api-docs/openapi.json` and shown at `/docs`.
+//!
+//! Its paths come from the routes themselves (see [`crate::app::openapi`]): each
+//! handler's `#[utoipa::path]` is its route, its entry here and its security
+//! requirement (`bearer` for a user's token, `admin` for the admin token, none on
+//! public routes). [`finish`] then adds what every route shares.
 
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
-
-use crate::{account, balance, cart, coupon, order, outbox, product, ranking};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,55 +39,6 @@ database every second). Answers holding a token are never stored under an \
 Rate limits (off by default) answer 429 `RATE_LIMITED` with `Retry-After`; a server at its \
 limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
     ),
-    modifiers(&Guarantees),
-    paths(
-        account::routes::create_user,
-        account::routes::get_user,
-        account::routes::update_user,
-        account::routes::new_token,
-        account::routes::login,
-        account::routes::refresh,
-        account::routes::logout,
-        account::routes::set_status,
-        balance::routes::get_balance,
-        balance::routes::charge,
-        balance::routes::history,
-        product::routes::list,
-        product::routes::detail,
-        product::routes::admin_list,
-        product::routes::add_variant,
-        product::routes::update_variant,
-        product::routes::adjust_variant_stock,
-        ranking::popular,
-        product::routes::create,
-        product::routes::update,
-        product::routes::adjust_stock,
-        coupon::routes::create,
-        coupon::routes::detail,
-        coupon::routes::issue,
-        coupon::routes::list_for_user,
-        coupon::routes::list_open,
-        coupon::routes::admin_list,
-        coupon::routes::update,
-        coupon::routes::history,
-        order::routes::place,
-        order::routes::detail,
-        order::routes::pay,
-        order::routes::cancel,
-        order::routes::list_for_user,
-        order::routes::payments,
-        order::routes::admin_list,
-        order::routes::ship,
-        order::routes::deliver,
-        cart::routes::detail,
-        cart::routes::set_line,
-        cart::routes::remove_line,
-        cart::routes::clear,
-        cart::routes::checkout,
-        outbox::routes::list,
-        outbox::routes::retry_all,
-        outbox::routes::retry_one,
-    ),
     tags(
         (name = "users", description = "users, balance and ledger"),
         (name = "sessions", description = "login sessions: access and refresh tokens"),
@@ -97,20 +51,17 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
 )]
 pub struct ApiDoc;
 
-/// Adds what every route shares but its own annotation does not repeat: the bearer
-/// security scheme with 401 and 403 on protected routes, the `Idempotency-Key` header
+/// The document of `paths` (the routes' own entries) with what every route shares.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    Guarantees.modify(&mut doc);
+    doc
+}
+
+/// Adds what every route shares but its own annotation does not repeat: the two
+/// security schemes, 401 and 403 on the routes whose annotation asks for one, the `Idempotency-Key` header
 /// of every mutation, and the answers any route may give (429 rate limited, 503
 /// overloaded, 413/415 for bodies, 409/422 for idempotency keys).
 struct Guarantees;
-
-/// Whether `path` needs a token (see [`crate::auth`]).
-fn protected(path: &str) -> bool {
-    path.starts_with("/api/v1/admin/")
-        || path.starts_with("/api/v1/users/")
-        || path.starts_with("/api/v1/orders")
-        || path.ends_with("/issue")
-        || path == "/api/v1/sessions/current"
-}
 
 fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
@@ -167,9 +118,25 @@ impl Modify for Guarantees {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "a user's API token or a session's access token, of the user concerned",
+                    ))
+                    .build(),
+            ),
         );
-        for (path, item) in openapi.paths.paths.iter_mut() {
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the admin token (`SHOP_ADMIN_TOKEN`)"))
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
             let ops = [
                 (false, item.get.as_mut()),
                 (true, item.post.as_mut()),
@@ -179,11 +146,7 @@ impl Modify for Guarantees {
             ];
             for (mutation, op) in ops {
                 let Some(op) = op else { continue };
-                if protected(path) {
-                    op.security = Some(vec![SecurityRequirement::new(
-                        "bearer",
-                        Vec::<String>::new(),
-                    )]);
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     ensure(op, "401", "UNAUTHENTICATED: no valid bearer token");
                     ensure(
                         op,
@@ -192,8 +155,22 @@ impl Modify for Guarantees {
                          USER_SUSPENDED: the token's user is suspended",
                     );
                 }
-                if mutation {
+                // Routes whose answer holds a token do not look at the key (their
+                // annotation says so): the document must not offer one.
+                let ignores_key = op
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get("x-idempotency-key"))
+                    .is_some_and(|v| v == "ignored");
+                if mutation && !ignores_key {
                     set_idempotency_key(op);
+                    ensure(
+                        op,
+                        "422",
+                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
+                    );
+                }
+                if mutation {
                     ensure(
                         op,
                         "409",
@@ -201,11 +178,6 @@ impl Modify for Guarantees {
                     );
                     ensure(op, "413", "PAYLOAD_TOO_LARGE");
                     ensure(op, "415", "UNSUPPORTED_MEDIA_TYPE: the body must be JSON");
-                    ensure(
-                        op,
-                        "422",
-                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
-                    );
                     ensure(
                         op,
                         "504",
@@ -219,6 +191,49 @@ impl Modify for Guarantees {
                     op,
                     "503",
                     "OVERLOADED, TIMEOUT or UNAVAILABLE (see Retry-After)",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::Operation;
+
+    fn operations(doc: &utoipa::openapi::OpenApi) -> Vec<(String, &Operation)> {
+        let mut out = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
+                out.push((path.clone(), op));
+            }
+        }
+        out
+    }
+
+    /// The admin router's routes, and only they, ask for the admin token.
+    #[test]
+    fn admin_routes_and_only_they_ask_for_the_admin_token() {
+        let doc = crate::app::openapi();
+        let ops = operations(&doc);
+        assert!(ops.len() > 40, "{}", ops.len());
+        for (path, op) in ops {
+            let schemes: Vec<String> = op
+                .security
+                .iter()
+                .flatten()
+                .map(|s| serde_json::to_value(s).unwrap().to_string())
+                .collect();
+            let admin = path.starts_with(&format!("{}/", crate::app::ADMIN));
+            if admin {
+                assert_eq!(schemes, [r#"{"admin":[]}"#], "{path}");
+            } else {
+                assert!(
+                    schemes.is_empty() || schemes == [r#"{"bearer":[]}"#],
+                    "{path}: {schemes:?}"
                 );
             }
         }

@@ -7,14 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::revocations::Change;
 use super::store::{self, Patch, Refreshed};
@@ -31,19 +31,25 @@ use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Json, PathId};
 use crate::ids::{SessionId, UserId};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users", post(create_user))
-        .route("/api/v1/users/{userId}", get(get_user).patch(update_user))
-        .route("/api/v1/users/{userId}/token", post(new_token))
-        .route("/api/v1/sessions", post(login))
-        .route("/api/v1/sessions/refresh", post(refresh))
-        .route("/api/v1/sessions/current", delete(logout))
-        .route("/api/v1/admin/users/{userId}", patch(set_status))
+/// The user and session routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(new_token))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(set_status))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Kim", "email": "kim@example.com", "password": "correct horse battery"}))]
 pub struct CreateUserRequest {
     /// 1..=100 characters.
     #[schema(min_length = 1, max_length = 100)]
@@ -57,6 +63,7 @@ pub struct CreateUserRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Kim Lee"}))]
 pub struct UpdateUserRequest {
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
@@ -67,6 +74,7 @@ pub struct UpdateUserRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "kim@example.com", "password": "correct horse battery"}))]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -74,12 +82,14 @@ pub struct LoginRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"refreshToken": "(the refreshToken of the last login or refresh)"}))]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "SUSPENDED"}))]
 pub struct SetStatusRequest {
     pub status: Status,
 }
@@ -95,7 +105,8 @@ async fn announce(state: &AppState, change: Change) {
 /// password to log in with (both or neither). The answer carries the user's API token
 /// (version 0). Open to anyone. Not deduplicated by `Idempotency-Key`: the caller is
 /// not authenticated, and an answer holding a token is never stored.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+#[utoipa::path(post, path = "/api/v1/users",
+    extensions(("x-idempotency-key" = json!("ignored"))), tag = "users",
     request_body = CreateUserRequest,
     responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "EMAIL_TAKEN")))]
@@ -134,8 +145,8 @@ pub async fn create_user(
 }
 
 /// The user (owner only).
-#[utoipa::path(get, path = "/api/v1/users/{userId}", tag = "users",
-    params(("userId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
 pub async fn get_user(
     OwnUser(user): OwnUser,
@@ -147,9 +158,9 @@ pub async fn get_user(
 /// Change the user's name, email or password (owner only). An account has both an
 /// email and a password, or neither (400 otherwise); 409 `EMAIL_TAKEN` when another
 /// account has the email (regardless of case).
-#[utoipa::path(patch, path = "/api/v1/users/{userId}", tag = "users",
+#[utoipa::path(patch, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     request_body = UpdateUserRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "EMAIL_TAKEN")))]
 pub async fn update_user(
@@ -187,8 +198,9 @@ pub async fn update_user(
 /// the revocation view, about 2 seconds). Sessions are not affected. Not
 /// deduplicated by `Idempotency-Key`: an answer holding a token is never stored, so a
 /// retry makes yet another token (and revokes this one).
-#[utoipa::path(post, path = "/api/v1/users/{userId}/token", tag = "users",
-    params(("userId" = i64, Path, minimum = 1)),
+#[utoipa::path(post, path = "/api/v1/users/{userId}/token",
+    extensions(("x-idempotency-key" = json!("ignored"))), operation_id = "new_api_token", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = ApiToken), (status = 404, body = ErrorBody)))]
 pub async fn new_token(
     OwnUser(user): OwnUser,
@@ -243,7 +255,8 @@ fn refresh_expiry(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 /// `RATE_LIMITED` with `Retry-After`. A suspended user with the right password gets
 /// 403 `USER_SUSPENDED`. Not deduplicated by `Idempotency-Key`: the answer holds
 /// tokens, which are never stored.
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
+#[utoipa::path(post, path = "/api/v1/sessions",
+    extensions(("x-idempotency-key" = json!("ignored"))), tag = "sessions",
     request_body = LoginRequest,
     responses((status = 201, body = SessionTokens),
         (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS"),
@@ -287,7 +300,8 @@ pub async fn login(
 /// access tokens stop working too) and answers 401 `INVALID_CREDENTIALS`, as do
 /// unknown, expired and ended ones. Not deduplicated by `Idempotency-Key`: the answer
 /// holds tokens, which are never stored (a retry with the spent token is a reuse).
-#[utoipa::path(post, path = "/api/v1/sessions/refresh", tag = "sessions",
+#[utoipa::path(post, path = "/api/v1/sessions/refresh",
+    extensions(("x-idempotency-key" = json!("ignored"))), tag = "sessions",
     request_body = RefreshRequest,
     responses((status = 201, body = SessionTokens),
         (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS"),
@@ -327,7 +341,8 @@ pub async fn refresh(
 /// (at once on this instance; on the others within about 2 seconds). Needs the
 /// session's access token (403 `FORBIDDEN` with an API token). Ending a session is
 /// idempotent by nature: a repeat with the same token is 401.
-#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
+#[utoipa::path(delete, path = "/api/v1/sessions/current",
+    extensions(("x-idempotency-key" = json!("ignored"))), security(("bearer" = [])), tag = "sessions",
     responses((status = 204, description = "the session ended")))]
 pub async fn logout(
     Authenticated(caller): Authenticated,
@@ -358,9 +373,9 @@ pub async fn logout(
 /// Set a user's status (admin). A SUSPENDED user's tokens open nothing (403
 /// `USER_SUSPENDED`), at once on this instance and on the others within about 2
 /// seconds; ACTIVE opens them again.
-#[utoipa::path(patch, path = "/api/v1/admin/users/{userId}", tag = "admin",
+#[utoipa::path(patch, path = "/users/{userId}", operation_id = "set_user_status", security(("admin" = [])), tag = "admin",
     request_body = SetStatusRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
 pub async fn set_status(
     caller: Caller,

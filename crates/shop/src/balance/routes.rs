@@ -1,11 +1,11 @@
 //! `/api/v1/users/{userId}/balance`: read and charge the balance, read the ledger.
 //! (Users themselves are [`crate::account`]'s.)
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Balance, LedgerEntry, store};
 use crate::app::AppState;
@@ -17,15 +17,16 @@ use crate::http::{Json, Page, Paging, PagingParams};
 use crate::money::Won;
 use axum::response::Response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users/{userId}/balance", get(get_balance))
-        .route("/api/v1/users/{userId}/balance/charge", post(charge))
-        .route("/api/v1/users/{userId}/balance/history", get(history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_balance))
+        .routes(routes!(charge))
+        .routes(routes!(history))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 50_000}))]
 pub struct ChargeRequest {
     /// Won to add: 1..=1,000,000 by default (`SHOP_MAX_CHARGE`).
     #[schema(minimum = 1)]
@@ -33,8 +34,8 @@ pub struct ChargeRequest {
 }
 
 /// The user's balance.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/balance", tag = "users",
-    params(("userId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
     OwnUser(user): OwnUser,
@@ -44,9 +45,9 @@ pub async fn get_balance(
 }
 
 /// Charge the balance. Concurrent charges are all applied.
-#[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", tag = "users",
+#[utoipa::path(post, path = "/api/v1/users/{userId}/balance/charge", operation_id = "charge_balance", security(("bearer" = [])), tag = "users",
     request_body = ChargeRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Balance, description = "the balance after"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
@@ -69,8 +70,8 @@ pub async fn charge(
 }
 
 /// The balance history, newest first.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+#[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", operation_id = "balance_history", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
 pub async fn history(
     OwnUser(user): OwnUser,

@@ -1,13 +1,13 @@
 //! `/api/v1/users/{userId}/cart`: the cart's lines, and checkout.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Cart, CartError, store, validate_quantity};
 use crate::app::AppState;
@@ -20,14 +20,11 @@ use crate::http::idempotency::{self, Idempotency, TxWork, render};
 use crate::ids::{UserCouponId, UserId, VariantId};
 use crate::order::{Order, OrderError, OrderStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users/{userId}/cart", get(detail).delete(clear))
-        .route(
-            "/api/v1/users/{userId}/cart/items/{variantId}",
-            put(set_line).delete(remove_line),
-        )
-        .route("/api/v1/users/{userId}/cart/checkout", post(checkout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(detail, clear))
+        .routes(routes!(set_line, remove_line))
+        .routes(routes!(checkout))
 }
 
 /// The `{variantId}` of a cart line route.
@@ -45,6 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LineVariant {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"quantity": 2}))]
 pub struct CartLineRequest {
     /// 1..=1,000.
     #[schema(minimum = 1, maximum = 1000, example = 2)]
@@ -53,6 +51,7 @@ pub struct CartLineRequest {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"pay": true}))]
 pub struct CheckoutRequest {
     /// A coupon of the user's to apply to the order.
     #[schema(minimum = 1)]
@@ -86,8 +85,8 @@ async fn change(
 }
 
 /// The user's cart at current prices (empty when never used).
-#[utoipa::path(get, path = "/api/v1/users/{userId}/cart", tag = "cart",
-    params(("userId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/users/{userId}/cart", operation_id = "get_cart", security(("bearer" = [])), tag = "cart",
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn detail(
     OwnUser(user): OwnUser,
@@ -99,9 +98,9 @@ pub async fn detail(
 
 /// Set a line's quantity, adding the line when absent (at most 50 lines). A new line
 /// must be of a product on sale; the cart holds no stock.
-#[utoipa::path(put, path = "/api/v1/users/{userId}/cart/items/{variantId}", tag = "cart",
+#[utoipa::path(put, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "set_cart_line", security(("bearer" = [])), tag = "cart",
     request_body = CartLineRequest,
-    params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "VARIANT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "CART_FULL, PRODUCT_NOT_AVAILABLE")))]
@@ -120,8 +119,8 @@ pub async fn set_line(
 }
 
 /// Remove a line (removing a line that is not there changes nothing).
-#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart/items/{variantId}", tag = "cart",
-    params(("userId" = i64, Path, minimum = 1), ("variantId" = i64, Path, minimum = 1)),
+#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart/items/{variantId}", operation_id = "remove_cart_line", security(("bearer" = [])), tag = "cart",
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn remove_line(
     OwnUser(user): OwnUser,
@@ -136,8 +135,8 @@ pub async fn remove_line(
 }
 
 /// Empty the cart.
-#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart", tag = "cart",
-    params(("userId" = i64, Path, minimum = 1)),
+#[utoipa::path(delete, path = "/api/v1/users/{userId}/cart", operation_id = "clear_cart", security(("bearer" = [])), tag = "cart",
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Cart)))]
 pub async fn clear(
     OwnUser(user): OwnUser,
@@ -154,9 +153,9 @@ pub async fn clear(
 /// `POST /api/v1/orders`, all or nothing; the ordered lines leave the cart in the same
 /// commit. With `"pay": true` the order is paid in that commit too. Two checkouts of one
 /// cart at once make one order: the second finds the cart empty.
-#[utoipa::path(post, path = "/api/v1/users/{userId}/cart/checkout", tag = "cart",
+#[utoipa::path(post, path = "/api/v1/users/{userId}/cart/checkout", operation_id = "checkout_cart", security(("bearer" = [])), tag = "cart",
     request_body = CheckoutRequest,
-    params(("userId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,

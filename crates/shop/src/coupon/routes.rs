@@ -2,13 +2,13 @@
 //! `/api/v1/coupons/{id}` (read, issue) and `/api/v1/users/{id}/coupons` (a user's
 //! coupons and each one's history).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::store::{self, CouponChanges, NewCoupon};
 use super::{Coupon, CouponError, CouponStatus, HistoryEntry, UserCoupon, UserCouponView};
@@ -25,18 +25,21 @@ use crate::money::{DiscountType, Won};
 use crate::product::MAX_PRICE;
 use axum::response::Response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/coupons", post(create).get(admin_list))
-        .route("/api/v1/admin/coupons/{couponId}", patch(update))
-        .route("/api/v1/coupons", get(list_open))
-        .route("/api/v1/coupons/{couponId}", get(detail))
-        .route("/api/v1/coupons/{couponId}/issue", post(issue))
-        .route("/api/v1/users/{userId}/coupons", get(list_for_user))
-        .route(
-            "/api/v1/users/{userId}/coupons/{userCouponId}/history",
-            get(history),
-        )
+/// The public and user routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_open))
+        .routes(routes!(detail))
+        .routes(routes!(issue))
+        .routes(routes!(list_for_user))
+        .routes(routes!(history))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, admin_list))
+        .routes(routes!(update))
 }
 
 /// Most coupons one definition may issue.
@@ -44,6 +47,7 @@ pub const MAX_COUPON_QUANTITY: i64 = 100_000_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"name": "Welcome 10%", "discountType": "RATE", "discountValue": 10, "totalQuantity": 1_000, "minOrderAmount": 10_000, "validDays": 30}))]
 pub struct CreateCouponRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -73,6 +77,7 @@ pub struct CreateCouponRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"totalQuantity": 2_000}))]
 pub struct UpdateCouponRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -94,6 +99,7 @@ pub struct UpdateCouponRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"userId": 1}))]
 pub struct IssueRequest {
     #[schema(minimum = 1)]
     pub user_id: i64,
@@ -150,7 +156,7 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
 }
 
 /// Create a coupon (admin).
-#[utoipa::path(post, path = "/api/v1/admin/coupons", tag = "admin",
+#[utoipa::path(post, path = "/coupons", operation_id = "create_coupon", security(("admin" = [])), tag = "admin",
     request_body = CreateCouponRequest,
     responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
 pub async fn create(
@@ -177,7 +183,7 @@ pub async fn create(
 }
 
 /// Every coupon, newest first (admin).
-#[utoipa::path(get, path = "/api/v1/admin/coupons", tag = "admin",
+#[utoipa::path(get, path = "/coupons", operation_id = "admin_list_coupons", security(("admin" = [])), tag = "admin",
     params(PagingParams),
     responses((status = 200, body = Page<Coupon>), (status = 400, body = ErrorBody)))]
 pub async fn admin_list(
@@ -190,7 +196,7 @@ pub async fn admin_list(
 
 /// The coupons that can be issued now, newest first: ACTIVE, within their issue
 /// period, not sold out.
-#[utoipa::path(get, path = "/api/v1/coupons", tag = "coupons",
+#[utoipa::path(get, path = "/api/v1/coupons", operation_id = "list_open_coupons", tag = "coupons",
     params(PagingParams),
     responses((status = 200, body = Page<Coupon>), (status = 400, body = ErrorBody)))]
 pub async fn list_open(
@@ -204,9 +210,9 @@ pub async fn list_open(
 /// Edit a coupon (admin): rename it, stop or resume issue, raise or lower its total
 /// (never below what is issued, however many issue at the same moment), move the
 /// end of its issue period. Every instance forgets that it was sold out or inactive.
-#[utoipa::path(patch, path = "/api/v1/admin/coupons/{couponId}", tag = "admin",
+#[utoipa::path(patch, path = "/coupons/{couponId}", operation_id = "update_coupon", security(("admin" = [])), tag = "admin",
     request_body = UpdateCouponRequest,
-    params(("couponId" = i64, Path, minimum = 1)),
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Coupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "COUPON_QUANTITY_BELOW_ISSUED")))]
@@ -249,9 +255,9 @@ pub async fn update(
 /// The history of one of the user's coupons, oldest first: ISSUED, USED and RESTORED
 /// as they happened, then EXPIRED once its validity passed while not in use. Someone
 /// else's coupon answers 404, as a missing one does.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons/{userCouponId}/history",
+#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons/{userCouponId}/history", operation_id = "user_coupon_history", security(("bearer" = [])),
     tag = "users",
-    params(("userId" = i64, Path, minimum = 1), ("userCouponId" = i64, Path, minimum = 1)),
+    params(("userId" = i64, Path, minimum = 1, example = 1), ("userCouponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Vec<HistoryEntry>),
         (status = 404, body = ErrorBody, description = "USER_COUPON_NOT_FOUND")))]
 pub async fn history(
@@ -267,8 +273,8 @@ pub async fn history(
 }
 
 /// A coupon, with how many have been issued.
-#[utoipa::path(get, path = "/api/v1/coupons/{couponId}", tag = "coupons",
-    params(("couponId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/coupons/{couponId}", operation_id = "get_coupon", tag = "coupons",
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -278,9 +284,9 @@ pub async fn detail(
 }
 
 /// Issue a coupon to a user: first come, first served, one per user.
-#[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", tag = "coupons",
+#[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", operation_id = "issue_coupon", security(("bearer" = [])), tag = "coupons",
     request_body = IssueRequest,
-    params(("couponId" = i64, Path, minimum = 1)),
+    params(("couponId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = UserCoupon), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
         (status = 409, body = ErrorBody,
@@ -395,8 +401,8 @@ async fn holds(state: &AppState, coupon: CouponId, user: UserId, epoch: u64) -> 
 }
 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+#[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", operation_id = "list_user_coupons", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

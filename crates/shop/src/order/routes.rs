@@ -1,10 +1,10 @@
 //! `/api/v1/orders` and `/api/v1/users/{id}/orders`.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Line, Order, OrderError, OrderRules, OrderStatus, Payment, PlaceOrder, store};
 use crate::app::AppState;
@@ -16,17 +16,23 @@ use crate::http::{Json, Page, Paging, PagingParams, PathId, Query};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId, VariantId};
 use axum::response::Response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/orders", post(place))
-        .route("/api/v1/orders/{orderId}", get(detail))
-        .route("/api/v1/orders/{orderId}/payment", post(pay))
-        .route("/api/v1/orders/{orderId}/cancel", post(cancel))
-        .route("/api/v1/orders/{orderId}/payments", get(payments))
-        .route("/api/v1/users/{userId}/orders", get(list_for_user))
-        .route("/api/v1/admin/orders", get(admin_list))
-        .route("/api/v1/admin/orders/{orderId}/ship", post(ship))
-        .route("/api/v1/admin/orders/{orderId}/deliver", post(deliver))
+/// The user routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place))
+        .routes(routes!(detail))
+        .routes(routes!(pay))
+        .routes(routes!(cancel))
+        .routes(routes!(payments))
+        .routes(routes!(list_for_user))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list))
+        .routes(routes!(ship))
+        .routes(routes!(deliver))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -44,6 +50,7 @@ pub struct OrderItemRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"userId": 1, "items": [{"productId": 1, "quantity": 2}], "pay": true}))]
 pub struct PlaceOrderRequest {
     #[schema(minimum = 1)]
     pub user_id: i64,
@@ -66,7 +73,7 @@ impl AppState {
 
 /// Place an order: holds its stock and coupon, all or nothing. With `"pay": true`
 /// it is paid in the same step (either a PAID order exists after, or nothing changed).
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "place_order", security(("bearer" = [])), tag = "orders",
     request_body = PlaceOrderRequest,
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
@@ -109,8 +116,8 @@ pub async fn place(
 }
 
 /// An order of the caller's (someone else's answers 404, as a missing one does).
-#[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}", operation_id = "get_order", security(("bearer" = [])), tag = "orders",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     Authenticated(caller): Authenticated,
@@ -128,8 +135,8 @@ pub async fn detail(
 
 /// The payment attempts of an order of the caller's, oldest first: SUCCEEDED, or
 /// FAILED with the code the payment was refused with.
-#[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}/payments", operation_id = "list_order_payments", security(("bearer" = [])), tag = "orders",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Vec<Payment>),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's")))]
 pub async fn payments(
@@ -157,7 +164,7 @@ pub struct AdminOrdersParams {
 }
 
 /// Every order, newest first (admin), of one status and one user when given.
-#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin",
+#[utoipa::path(get, path = "/orders", operation_id = "admin_list_orders", security(("admin" = [])), tag = "admin",
     params(AdminOrdersParams, PagingParams),
     responses((status = 200, body = Page<Order>), (status = 400, body = ErrorBody)))]
 pub async fn admin_list(
@@ -188,6 +195,7 @@ pub async fn admin_list(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"trackingNumber": "CJ-1234-5678"}))]
 pub struct ShipRequest {
     /// The carrier's tracking number, 1..=100 characters.
     #[schema(example = "CJ-1234-5678")]
@@ -196,8 +204,8 @@ pub struct ShipRequest {
 
 /// Ship a PAID order (admin): it becomes SHIPPED and an `order.shipped` event goes to
 /// the data platform. Any other status answers 409 `ORDER_STATUS_CONFLICT`.
-#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/ship", tag = "admin",
-    params(("orderId" = i64, Path, minimum = 1)), request_body = ShipRequest,
+#[utoipa::path(post, path = "/orders/{orderId}/ship", operation_id = "ship_order", security(("admin" = [])), tag = "admin",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)), request_body = ShipRequest,
     responses((status = 200, body = Order, description = "the order, now SHIPPED"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
@@ -227,8 +235,8 @@ pub async fn ship(
 /// Mark a SHIPPED order delivered (admin): it becomes DELIVERED and an
 /// `order.delivered` event goes to the data platform. Any other status answers 409
 /// `ORDER_STATUS_CONFLICT`.
-#[utoipa::path(post, path = "/api/v1/admin/orders/{orderId}/deliver", tag = "admin",
-    params(("orderId" = i64, Path, minimum = 1)),
+#[utoipa::path(post, path = "/orders/{orderId}/deliver", operation_id = "deliver_order", security(("admin" = [])), tag = "admin",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now DELIVERED"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
@@ -246,8 +254,8 @@ pub async fn deliver(
 }
 
 /// Pay a PENDING order from the balance. At most once, whatever races.
-#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", operation_id = "pay_order", security(("bearer" = [])), tag = "orders",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now PAID"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "INSUFFICIENT_BALANCE (the order stays PENDING), ORDER_NOT_PAYABLE")))]
@@ -273,8 +281,8 @@ pub async fn pay(
 /// Cancel an order: a PENDING one releases its stock and coupon; a PAID one is also
 /// refunded (in full, even when that takes the balance over `SHOP_MAX_BALANCE`: the
 /// limit refuses charges, never money owed back).
-#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
-    params(("orderId" = i64, Path, minimum = 1)),
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", operation_id = "cancel_order", security(("bearer" = [])), tag = "orders",
+    params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now CANCELLED"),
         (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND: no such order of the caller's"),
         (status = 409, body = ErrorBody, description = "ORDER_NOT_CANCELLABLE")))]
@@ -294,8 +302,8 @@ pub async fn cancel(
 }
 
 /// A user's orders, newest first.
-#[utoipa::path(get, path = "/api/v1/users/{userId}/orders", tag = "users",
-    params(("userId" = i64, Path, minimum = 1), PagingParams),
+#[utoipa::path(get, path = "/api/v1/users/{userId}/orders", operation_id = "list_user_orders", security(("bearer" = [])), tag = "users",
+    params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
     responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,

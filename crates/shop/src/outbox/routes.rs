@@ -1,13 +1,13 @@
 //! `/api/v1/admin/events`: undelivered and failed (parked) events, and retrying them.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::store;
 use crate::app::AppState;
@@ -17,11 +17,12 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Page, Paging, PagingParams, Query};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/events", get(list))
-        .route("/api/v1/admin/events/retry", post(retry_all))
-        .route("/api/v1/admin/events/{eventId}/retry", post(retry_one))
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(retry_all))
+        .routes(routes!(retry_one))
 }
 
 /// Where an undelivered event stands.
@@ -53,7 +54,18 @@ pub struct UndeliveredEvent {
 #[into_params(parameter_in = Query)]
 pub struct StatusParams {
     /// `failed` (parked) or `undelivered` (all not yet delivered; the default).
+    #[param(value_type = Option<EventFilter>)]
     pub status: Option<String>,
+}
+
+/// Which undelivered events to list.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFilter {
+    /// Parked after too many failed attempts.
+    Failed,
+    /// Every event not yet delivered.
+    Undelivered,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -63,7 +75,7 @@ pub struct Retried {
 }
 
 /// Undelivered events, oldest first, with their last error (admin).
-#[utoipa::path(get, path = "/api/v1/admin/events", tag = "admin",
+#[utoipa::path(get, path = "/events", operation_id = "list_undelivered_events", security(("admin" = [])), tag = "admin",
     params(StatusParams, PagingParams),
     responses((status = 200, body = Page<UndeliveredEvent>), (status = 400, body = ErrorBody)))]
 pub async fn list(
@@ -111,7 +123,7 @@ pub async fn list(
 }
 
 /// Put every parked event back in line for delivery now (admin).
-#[utoipa::path(post, path = "/api/v1/admin/events/retry", tag = "admin",
+#[utoipa::path(post, path = "/events/retry", operation_id = "retry_failed_events", security(("admin" = [])), tag = "admin",
     responses((status = 200, body = Retried)))]
 pub async fn retry_all(
     caller: Caller,
@@ -131,8 +143,9 @@ pub async fn retry_all(
 }
 
 /// Put one undelivered event back in line for delivery now (admin).
-#[utoipa::path(post, path = "/api/v1/admin/events/{eventId}/retry", tag = "admin",
-    params(("eventId" = String, Path, description = "the event's id (a UUID)")),
+#[utoipa::path(post, path = "/events/{eventId}/retry", operation_id = "retry_event", security(("admin" = [])), tag = "admin",
+    params(("eventId" = uuid::Uuid, Path,
+        example = "0192f0c1-3b7a-7cde-8f00-1234567890ab", description = "the event's id (a UUID)")),
     responses((status = 200, body = Retried), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "EVENT_NOT_FOUND: unknown or already delivered")))]
 pub async fn retry_one(

@@ -2,12 +2,12 @@
 //! `/api/v1/admin/products`, `/api/v1/admin/variants` (list in any status, create with
 //! options and variants, edit content, status and prices, add variants, move stock).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::routing::{get, patch, post};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::store::{self, After, ListQuery, NewProduct, NewVariant, ProductChanges, Sort};
 use super::{
@@ -25,30 +25,28 @@ use crate::http::{Json, MAX_PAGE, Page, PathId, Query};
 use crate::ids::{ProductId, VariantId};
 use axum::response::{IntoResponse, Response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/products", get(list))
-        .route("/api/v1/products/{productId}", get(detail))
-        .route("/api/v1/admin/products", get(admin_list).post(create))
-        .route("/api/v1/admin/products/{productId}", patch(update))
-        .route(
-            "/api/v1/admin/products/{productId}/stock",
-            post(adjust_stock),
-        )
-        .route(
-            "/api/v1/admin/products/{productId}/variants",
-            post(add_variant),
-        )
-        .route("/api/v1/admin/variants/{variantId}", patch(update_variant))
-        .route(
-            "/api/v1/admin/variants/{variantId}/stock",
-            post(adjust_variant_stock),
-        )
+/// The public routes (the admin's are in [`admin_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(detail))
+}
+
+/// Admin routes, relative to `/api/v1/admin` (see [`crate::app::router`]).
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list, create))
+        .routes(routes!(update))
+        .routes(routes!(adjust_stock))
+        .routes(routes!(add_variant))
+        .routes(routes!(update_variant))
+        .routes(routes!(adjust_variant_stock))
 }
 
 /// A variant to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"options": {"size": "L"}, "price": 31_000, "stock": 10, "sku": "TS-L"}))]
 pub struct VariantRequest {
     /// One value of each of the product's options (`{}` without options).
     #[schema(value_type = Object, example = json!({"size": "M", "colour": "white"}))]
@@ -67,6 +65,7 @@ pub struct VariantRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Classic T-shirt", "description": "Cotton, regular fit.", "options": [{"name": "size", "values": ["S", "M"]}], "variants": [{"options": {"size": "S"}, "price": 29_000, "stock": 20}, {"options": {"size": "M"}, "price": 29_000, "stock": 30}]}))]
 pub struct CreateProductRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200, example = "Classic T-shirt")]
@@ -95,6 +94,7 @@ pub struct CreateProductRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Classic T-shirt (organic)", "status": "ACTIVE"}))]
 pub struct UpdateProductRequest {
     /// 1..=200 characters.
     #[schema(min_length = 1, max_length = 200)]
@@ -114,6 +114,7 @@ pub struct UpdateProductRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 27_000}))]
 pub struct UpdateVariantRequest {
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub price: Option<i64>,
@@ -122,10 +123,32 @@ pub struct UpdateVariantRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"delta": 10}))]
 pub struct StockRequest {
     /// Units to add (negative to remove); non-zero, within ±1,000,000,000.
-    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
+    #[schema(schema_with = non_zero_delta)]
     pub delta: i64,
+}
+
+/// `delta`'s schema: 1..=MAX_STOCK or -MAX_STOCK..=-1 (0 answers 400).
+fn non_zero_delta() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    OneOfBuilder::new()
+        .item(range(1, crate::product::MAX_STOCK))
+        .item(range(-crate::product::MAX_STOCK, -1))
+        .description(Some(
+            "Units to add (negative to remove); non-zero, within ±1,000,000,000.",
+        ))
+        .examples([10])
+        .build()
+        .into()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,7 +212,7 @@ async fn page(state: &AppState, query: ListQuery) -> ApiResult<Page<ProductSumma
 }
 
 /// Products on sale: searched by name (`q`), sorted (`sort`), a page at a time.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/products", operation_id = "list_products", tag = "products", params(ListParams),
     responses((status = 200, body = Page<ProductSummary>), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -205,7 +228,7 @@ pub async fn list(
 }
 
 /// Products in either status (admin), filtered by `status` and `q`.
-#[utoipa::path(get, path = "/api/v1/admin/products", tag = "admin", params(ListParams),
+#[utoipa::path(get, path = "/products", operation_id = "admin_list_products", security(("admin" = [])), tag = "admin", params(ListParams),
     responses((status = 200, body = Page<ProductSummary>), (status = 400, body = ErrorBody)))]
 pub async fn admin_list(
     State(state): State<AppState>,
@@ -218,8 +241,8 @@ pub async fn admin_list(
 
 /// One product (in either status, so carts and old orders can show it), with its
 /// variants and the stock that can be ordered now.
-#[utoipa::path(get, path = "/api/v1/products/{productId}", tag = "products",
-    params(("productId" = i64, Path, minimum = 1)),
+#[utoipa::path(get, path = "/api/v1/products/{productId}", operation_id = "get_product", tag = "products",
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -313,7 +336,7 @@ fn new_product(req: CreateProductRequest) -> Result<NewProduct, ApiError> {
 
 /// Create a product (admin): without options, `price` and `stock` make its one
 /// variant; with options, `variants` lists them.
-#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
+#[utoipa::path(post, path = "/products", operation_id = "create_product", security(("admin" = [])), tag = "admin",
     request_body = CreateProductRequest,
     responses((status = 201, body = Product), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
@@ -334,9 +357,9 @@ pub async fn create(
 
 /// Edit a product's content, status, or (one variant only) price (admin). Placed
 /// orders keep their prices and names.
-#[utoipa::path(patch, path = "/api/v1/admin/products/{productId}", tag = "admin",
+#[utoipa::path(patch, path = "/products/{productId}", operation_id = "update_product", security(("admin" = [])), tag = "admin",
     request_body = UpdateProductRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     caller: Caller,
@@ -370,9 +393,9 @@ pub async fn update(
 
 /// Add a variant to a product (admin): one value of each of its options, not those of
 /// another variant.
-#[utoipa::path(post, path = "/api/v1/admin/products/{productId}/variants", tag = "admin",
+#[utoipa::path(post, path = "/products/{productId}/variants", security(("admin" = [])), tag = "admin",
     request_body = VariantRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
 pub async fn add_variant(
@@ -402,9 +425,9 @@ pub async fn add_variant(
 }
 
 /// Change a variant's price or SKU (admin); answers its product.
-#[utoipa::path(patch, path = "/api/v1/admin/variants/{variantId}", tag = "admin",
+#[utoipa::path(patch, path = "/variants/{variantId}", security(("admin" = [])), tag = "admin",
     request_body = UpdateVariantRequest,
-    params(("variantId" = i64, Path, minimum = 1)),
+    params(("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "SKU_EXISTS")))]
 pub async fn update_variant(
@@ -441,9 +464,9 @@ fn stock_delta(req: &StockRequest) -> Result<i64, ApiError> {
 
 /// Add or remove stock of a product with one variant (admin; 400 for a product with
 /// several: move a variant's). Taking stock below zero answers 409 `STOCK_BELOW_ZERO`.
-#[utoipa::path(post, path = "/api/v1/admin/products/{productId}/stock", tag = "admin",
+#[utoipa::path(post, path = "/products/{productId}/stock", operation_id = "adjust_product_stock", security(("admin" = [])), tag = "admin",
     request_body = StockRequest,
-    params(("productId" = i64, Path, minimum = 1)),
+    params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
@@ -464,9 +487,9 @@ pub async fn adjust_stock(
 
 /// Add or remove a variant's stock (admin); answers its product. Taking stock below
 /// zero answers 409 `STOCK_BELOW_ZERO`.
-#[utoipa::path(post, path = "/api/v1/admin/variants/{variantId}/stock", tag = "admin",
+#[utoipa::path(post, path = "/variants/{variantId}/stock", security(("admin" = [])), tag = "admin",
     request_body = StockRequest,
-    params(("variantId" = i64, Path, minimum = 1)),
+    params(("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_variant_stock(

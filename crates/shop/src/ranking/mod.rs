@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::clock::to_millis;
@@ -81,8 +81,8 @@ impl RankingCache {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/products/popular", get(popular))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(popular))
 }
 
 fn parse_range(raw: Option<&str>, default: i64, max: i64, name: &str) -> Result<i64, ApiError> {
@@ -155,7 +155,7 @@ pub async fn compute(state: &AppState, days: i64, limit: i64) -> Result<Popular,
 
 /// Top products by quantity paid in the last `days` (default 3 days = 72 hours).
 /// At most `SHOP_POPULAR_CACHE_SECS` (default 5, never above 10) seconds stale.
-#[utoipa::path(get, path = "/api/v1/products/popular", tag = "products", params(PopularParams),
+#[utoipa::path(get, path = "/api/v1/products/popular", operation_id = "popular_products", tag = "products", params(PopularParams),
     responses((status = 200, body = Popular), (status = 400, body = ErrorBody)))]
 pub async fn popular(
     State(state): State<AppState>,

@@ -1,6 +1,9 @@
 //! Authentication and ownership: every route × {no token, a bad token, another
 //! user's token, the user's own token, the admin token, a suspended user's token},
-//! and that a refused request changes nothing.
+//! and that a refused request changes nothing. Who may call a route (anyone, a user,
+//! the admin) is read from the OpenAPI document's `security`, the route's own
+//! declaration; a route the matrix calls must be in the document, and every route of
+//! the document must be in the matrix.
 
 use reqwest::{Method, StatusCode};
 use rstest::rstest;
@@ -100,6 +103,10 @@ async fn footprint(app: &TestApp) -> Vec<i64> {
         "select count(*) from sessions where ended_at is not null",
         "select count(*) from refresh_tokens",
         "select count(*) from revocations",
+        "select count(*) from cart_items",
+        "select cast(coalesce(sum(quantity), 0) as bigint) from cart_items",
+        "select count(*) from variants",
+        "select cast(coalesce(sum(price), 0) as bigint) from variants",
     ] {
         out.push(app.scalar(sql).await);
     }
@@ -117,6 +124,87 @@ enum Access {
     AdminOnly,
     /// The owner's, with a session's access token (an API token is 403).
     SessionOwner,
+}
+
+/// What the document does not say: how a user route finds the user it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// By the path's `{userId}` or the body's `userId` (or not a user route).
+    Named,
+    /// By an order's own id ([`Access::OwnerById`]).
+    ById,
+    /// The session of the token itself ([`Access::SessionOwner`]).
+    Session,
+}
+
+/// Who may call what, as `/api-docs/openapi.json` declares it.
+struct Document {
+    /// (method, path template) → the names of the security schemes it asks for.
+    operations: Vec<(String, String, Vec<String>)>,
+}
+
+impl Document {
+    async fn fetch(app: &TestApp) -> Document {
+        let (s, doc) = call(app, Method::GET, "/api-docs/openapi.json", None, None).await;
+        assert_eq!(s, StatusCode::OK, "{doc}");
+        let mut operations = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().unwrap() {
+                if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                    continue;
+                }
+                let schemes = op["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|requirement| requirement.as_object().unwrap().keys().cloned())
+                    .collect();
+                operations.push((method.to_uppercase(), path.clone(), schemes));
+            }
+        }
+        Document { operations }
+    }
+
+    fn operations(&self) -> std::collections::BTreeSet<(String, String)> {
+        self.operations
+            .iter()
+            .map(|(m, p, _)| (m.clone(), p.clone()))
+            .collect()
+    }
+
+    /// The template `path` is an instance of (the most literal one: `/products/popular`
+    /// before `/products/{productId}`), and who may call it. Panics when the document
+    /// does not have the route.
+    fn access(&self, method: &Method, path: &str, owner: Owner) -> (String, Access) {
+        let segments: Vec<&str> = path.split('/').collect();
+        let (template, schemes) = self
+            .operations
+            .iter()
+            .filter(|(m, _, _)| m == method.as_str())
+            .filter_map(|(_, template, schemes)| {
+                let parts: Vec<&str> = template.split('/').collect();
+                let fits = parts.len() == segments.len()
+                    && parts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || t.starts_with('{'));
+                let literal = parts.iter().filter(|t| !t.starts_with('{')).count();
+                fits.then_some((literal, template, schemes))
+            })
+            .max_by_key(|(literal, _, _)| *literal)
+            .map(|(_, t, s)| (t.clone(), s.clone()))
+            .unwrap_or_else(|| panic!("{method} {path} is a route but not in the document"));
+        let admin = template.starts_with("/api/v1/admin/");
+        let access = match (schemes.as_slice(), owner) {
+            ([], Owner::Named) => Access::Public,
+            ([s], Owner::Named) if s == "admin" && admin => Access::AdminOnly,
+            ([s], Owner::Named) if s == "bearer" && !admin => Access::OwnerOnly,
+            ([s], Owner::ById) if s == "bearer" && !admin => Access::OwnerById,
+            ([s], Owner::Session) if s == "bearer" && !admin => Access::SessionOwner,
+            _ => panic!("{method} {template}: security {schemes:?} for a route of {owner:?}"),
+        };
+        (template, access)
+    }
 }
 
 fn expected(access: Access, who: As, success: StatusCode) -> StatusCode {
@@ -211,162 +299,175 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
     assert_eq!(s, StatusCode::OK, "{b}");
     let held = app.create_coupon(json!({"totalQuantity": 10})).await;
     let held = app.issued(held, owner).await;
+    // The pen's one variant, and a product with a size that has no variant yet.
+    let (s, pen) = app.get(&format!("/api/v1/products/{product}")).await;
+    assert_eq!(s, StatusCode::OK, "{pen}");
+    let variant = pen["variants"][0]["id"].as_i64().expect("a variant");
+    let (s, tee) = app
+        .post(
+            "/api/v1/admin/products",
+            json!({"name": "tee", "options": [{"name": "size", "values": ["S", "M"]}],
+                   "variants": [{"options": {"size": "S"}, "price": 1_000, "stock": 5}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tee}");
+    let tee = tee["id"].as_i64().unwrap();
 
     let order_body = json!({"userId": owner, "items": [{"productId": product, "quantity": 1}]});
     // Routes that revoke the owner's tokens come last.
-    let routes: Vec<(Method, String, Option<Value>, Access, StatusCode)> = vec![
+    let routes: Vec<(Method, String, Option<Value>, Owner, StatusCode)> = vec![
         (
             Method::POST,
             "/api/v1/users".into(),
             Some(json!({"name": "new"})),
-            Access::Public,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::PATCH,
             format!("/api/v1/users/{owner}"),
             Some(json!({"name": "owner"})),
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             "/api/v1/sessions".into(),
             Some(json!({"email": "login@example.com", "password": password})),
-            Access::Public,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::POST,
             "/api/v1/sessions/refresh".into(),
             Some(json!({"refreshToken": "(the latest)"})),
-            Access::Public,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}/balance"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/users/{owner}/balance/charge"),
             Some(json!({"amount": 1000})),
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}/balance/history"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}/coupons"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}/orders"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             "/api/v1/products".into(),
             None,
-            Access::Public,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/products/{product}"),
             None,
-            Access::Public,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             "/api/v1/products/popular".into(),
             None,
-            Access::Public,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/coupons/{coupon}"),
             None,
-            Access::Public,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/coupons/{coupon}/issue"),
             Some(json!({"userId": owner})),
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::POST,
             "/api/v1/orders".into(),
             Some(order_body),
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::GET,
             format!("/api/v1/orders/{pending}"),
             None,
-            Access::OwnerById,
+            Owner::ById,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/orders/{pending}/payment"),
             None,
-            Access::OwnerById,
+            Owner::ById,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/orders/{paid}/cancel"),
             None,
-            Access::OwnerById,
+            Owner::ById,
             StatusCode::OK,
         ),
         (
             Method::POST,
             "/api/v1/admin/products".into(),
             Some(json!({"name": "cup", "price": 500, "stock": 5})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::PATCH,
             format!("/api/v1/admin/products/{product}"),
             Some(json!({"name": "fountain pen"})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/admin/products/{product}/stock"),
             Some(json!({"delta": 10})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
@@ -375,119 +476,194 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
             Some(
                 json!({"name": "c", "discountType": "FIXED", "discountValue": 100, "totalQuantity": 5}),
             ),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::CREATED,
         ),
         (
             Method::GET,
             "/api/v1/coupons".into(),
             None,
-            Access::Public,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/users/{owner}/coupons/{held}/history"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             format!("/api/v1/orders/{paid}/payments"),
             None,
-            Access::OwnerById,
+            Owner::ById,
             StatusCode::OK,
         ),
         (
             Method::GET,
             "/api/v1/admin/coupons".into(),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::PATCH,
             format!("/api/v1/admin/coupons/{coupon}"),
             Some(json!({"totalQuantity": 20})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             "/api/v1/admin/orders".into(),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/admin/orders/{to_ship}/ship"),
             Some(json!({"trackingNumber": "CJ-1"})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/admin/orders/{to_deliver}/deliver"),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::GET,
             "/api/v1/admin/events".into(),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             "/api/v1/admin/events/retry".into(),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::POST,
             format!("/api/v1/admin/events/{}/retry", uuid::Uuid::now_v7()),
             None,
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/products".into(),
+            None,
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/products/{tee}/variants"),
+            Some(json!({"options": {"size": "M"}, "price": 1_000, "stock": 5})),
+            Owner::Named,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/variants/{variant}"),
+            Some(json!({"price": 1_100})),
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/variants/{variant}/stock"),
+            Some(json!({"delta": 3})),
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{owner}/cart"),
+            None,
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/users/{owner}/cart/items/{variant}"),
+            Some(json!({"quantity": 1})),
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{owner}/cart/checkout"),
+            Some(json!({})),
+            Owner::Named,
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/users/{owner}/cart/items/{variant}"),
+            Some(json!({"quantity": 2})),
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/users/{owner}/cart/items/{variant}"),
+            None,
+            Owner::Named,
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/users/{owner}/cart"),
+            None,
+            Owner::Named,
+            StatusCode::OK,
         ),
         (
             Method::PATCH,
             format!("/api/v1/admin/users/{owner}"),
             Some(json!({"status": "ACTIVE"})),
-            Access::AdminOnly,
+            Owner::Named,
             StatusCode::OK,
         ),
         (
             Method::DELETE,
             "/api/v1/sessions/current".into(),
             None,
-            Access::SessionOwner,
+            Owner::Session,
             StatusCode::NO_CONTENT,
         ),
         (
             Method::POST,
             format!("/api/v1/users/{owner}/token"),
             None,
-            Access::OwnerOnly,
+            Owner::Named,
             StatusCode::CREATED,
         ),
     ];
 
+    // Who may call each route is the document's word: its `security`.
+    let doc = Document::fetch(&app).await;
+    let mut covered = std::collections::BTreeSet::new();
     let mut checked = 0;
-    for (method, path, body, access, success) in &routes {
+    for (method, path, body, owner, success) in &routes {
+        let (template, access) = doc.access(method, path, *owner);
+        covered.insert((method.to_string(), template));
         // The rightful caller goes last, so every refusal is checked against an
         // unchanged world.
         let mut callers: Vec<As> = CALLERS.to_vec();
-        callers.sort_by_key(|who| expected(*access, *who, *success) == *success);
+        callers.sort_by_key(|who| expected(access, *who, *success) == *success);
         for who in callers {
-            let want = expected(*access, who, *success);
+            let want = expected(access, who, *success);
             let before = footprint(&app).await;
-            let token = w.token(&app, who, *access);
+            let token = w.token(&app, who, access);
             let refreshing = path == "/api/v1/sessions/refresh";
             let body = match body {
                 Some(_) if refreshing => Some(json!({"refreshToken": refresh_token})),
@@ -523,6 +699,12 @@ async fn every_route_admits_exactly_its_rightful_callers(#[case] backend: Backen
         }
     }
     assert_eq!(checked, routes.len() * CALLERS.len());
+    // Every route of the document is in the matrix.
+    let untested: Vec<_> = doc.operations().difference(&covered).cloned().collect();
+    assert!(
+        untested.is_empty(),
+        "routes the matrix does not call: {untested:?}"
+    );
     app.check_invariants().await;
 }
 
