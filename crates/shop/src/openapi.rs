@@ -39,6 +39,9 @@ database every second). Answers holding a token are never stored under an \
 Rate limits (off by default) answer 429 `RATE_LIMITED` with `Retry-After`; a server at its \
 limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
     ),
+    // Schemas that only query parameters name (bodies' schemas are collected from the
+    // routes themselves).
+    components(schemas(crate::outbox::routes::EventFilter, crate::product::store::Sort)),
     tags(
         (name = "users", description = "users, balance and ledger"),
         (name = "sessions", description = "login sessions: access and refresh tokens"),
@@ -110,7 +113,30 @@ fn ensure(op: &mut Operation, status: &str, description: &str) {
     op.responses
         .responses
         .entry(status.to_string())
-        .or_insert_with(|| error(description));
+        .or_insert_with(|| match status {
+            // Refusals that pass: they say when to come back.
+            "429" | "503" => retry_after(description),
+            _ => error(description),
+        });
+}
+
+/// An error answer with its `Retry-After` header (whole seconds).
+fn retry_after(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let header = utoipa::openapi::header::HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+        .description(Some("seconds to wait before trying again"))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .header("Retry-After", header)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 impl Modify for Guarantees {

@@ -304,3 +304,40 @@ async fn the_document_names_each_operation_once_and_gives_examples() {
     assert!(ids.len() > 40, "{ids:?}");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// The version of openapi-spec-validator (PyPI) that `.ci/run` installs beside
+/// schemathesis.
+const VALIDATOR_PINNED: &str = "0.9.0";
+
+/// The document is valid OpenAPI 3.1 by an independent validator
+/// (openapi-spec-validator from PyPI: structure, and every `$ref` resolves), so client
+/// generators can read it. `SHOP_OPENAPI_SPEC_VALIDATOR` points at another binary.
+#[tokio::test]
+async fn the_document_is_valid_openapi() {
+    let tool = std::env::var_os("SHOP_OPENAPI_SPEC_VALIDATOR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/openapi-spec-validator")
+        });
+    assert!(
+        tool.is_file(),
+        "openapi-spec-validator is not installed ({}). Install it as CI does:\n  \
+         .ci/venv/bin/pip install 'openapi-spec-validator=={VALIDATOR_PINNED}'",
+        tool.display()
+    );
+    let app = spawn_app(Backend::Sqlite).await;
+    let (s, doc) = app.get("/api-docs/openapi.json").await;
+    assert_eq!(s, 200, "{doc}");
+    let file = app.dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new(&tool)
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    let short: String = text.chars().take(2_000).collect();
+    assert!(out.status.success(), "the document is not valid OpenAPI:\n{short}");
+    assert!(text.contains("OK"), "{short}");
+}
