@@ -123,7 +123,11 @@ fn ensure(op: &mut Operation, status: &str, description: &str) {
 /// An error answer with its `Retry-After` header (whole seconds).
 fn retry_after(description: &str) -> RefOr<utoipa::openapi::Response> {
     let header = utoipa::openapi::header::HeaderBuilder::new()
-        .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
         .description(Some("seconds to wait before trying again"))
         .build();
     ResponseBuilder::new()

@@ -702,7 +702,12 @@ async fn redis_check(app: &TestApp, base: &str) -> String {
         .get(format!("{base}/health/ready"))
         .send()
         .await
-        .expect("the instance answers");
+        .unwrap_or_else(|e| {
+            panic!(
+                "the instance at {base} answers: {e}\n{}",
+                crate::helpers::instance_logs(app)
+            )
+        });
     let body: Value = res.json().await.unwrap_or(Value::Null);
     body["checks"]["redis"].as_str().unwrap_or("").to_string()
 }

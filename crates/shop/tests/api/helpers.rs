@@ -619,6 +619,32 @@ impl Drop for Instance {
     }
 }
 
+/// What the instances of `app` wrote on stderr (warnings and errors), for failure
+/// messages.
+pub fn instance_logs(app: &TestApp) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(app.dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("instance-") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(4_000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            out.push_str(&format!("--- {name}:\n{tail}\n"));
+        }
+    }
+    out
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -669,7 +695,10 @@ pub fn launch_instance(app: &TestApp, extra: &[(&str, &str)]) -> Instance {
         .env("SHOP_DB_MAX_CONNECTIONS", "8")
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(app.dir.path().join(format!("instance-{port}.log")))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .spawn()
         .expect("start shop");
     Instance {

@@ -335,9 +335,12 @@ async fn the_document_is_valid_openapi() {
         .arg(&file)
         .output()
         .expect("run openapi-spec-validator");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let short: String = text.chars().take(2_000).collect();
-    assert!(out.status.success(), "the document is not valid OpenAPI:\n{short}");
+    assert!(
+        out.status.success(),
+        "the document is not valid OpenAPI:\n{short}"
+    );
     assert!(text.contains("OK"), "{short}");
 }
