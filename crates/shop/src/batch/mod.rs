@@ -194,9 +194,20 @@ impl Writer {
             Box::pin(async move {
                 let result = async {
                     let mut tx = begin(backend, conn).await?;
-                    let value = work(&mut tx).await?;
-                    tx.commit().await?;
-                    Ok(value)
+                    match work(&mut tx).await {
+                        Ok(value) => {
+                            tx.commit().await?;
+                            Ok(value)
+                        }
+                        Err(e) => {
+                            // Released now: a dropped transaction keeps its locks
+                            // until the connection's next use.
+                            if let Err(rollback) = tx.rollback().await {
+                                tracing::warn!(error = %rollback, "rolling back a refused write");
+                            }
+                            Err(e)
+                        }
+                    }
                 }
                 .await;
                 let _ = reply.send(result);
@@ -454,9 +465,10 @@ async fn apply(
         .filter_map(|j| j.key.as_ref())
         .map(|(c, _)| (c.scope.as_str(), c.key.as_str()))
         .collect();
-    let (mut state, mut stored) = sql::load(&mut tx, backend, &works, &keys, now_ms)
-        .await
-        .map_err(Failure::Aborted)?;
+    let (mut state, mut stored) = match sql::load(&mut tx, backend, &works, &keys, now_ms).await {
+        Ok(loaded) => loaded,
+        Err(e) => return Err(abort(tx, e).await),
+    };
     clock.lap("read");
     let mut new_keys = Vec::new();
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -513,13 +525,16 @@ async fn apply(
     }
     clock.lap("decide");
     if state.changes.is_empty() && new_keys.is_empty() {
-        // Only refusals and replays: nothing to make durable.
-        drop(tx);
+        // Only refusals and replays: nothing to make durable. Rolled back now, not on
+        // drop: a dropped transaction's rollback waits for the connection's next use,
+        // and until then its row locks (FOR UPDATE) stay held on PostgreSQL, even
+        // with the connection idle in the pool.
+        tx.rollback().await.map_err(Failure::Aborted)?;
         return Ok(outcomes);
     }
-    sql::write(&mut tx, backend, &state, &new_keys, now_ms)
-        .await
-        .map_err(Failure::Aborted)?;
+    if let Err(e) = sql::write(&mut tx, backend, &state, &new_keys, now_ms).await {
+        return Err(abort(tx, e).await);
+    }
     clock.lap("write");
     tx.commit().await.map_err(|e| match e {
         // The database answered: it rolled back.
@@ -528,6 +543,17 @@ async fn apply(
     })?;
     clock.lap("commit");
     Ok(outcomes)
+}
+
+/// A failed batch's transaction, rolled back at once (its locks released now, not
+/// at the connection's next use); `err` is what failed.
+async fn abort(tx: sqlx::Transaction<'_, sqlx::Any>, err: sqlx::Error) -> Failure {
+    if !crate::db::is_connection_error(&err)
+        && let Err(e) = tx.rollback().await
+    {
+        tracing::warn!(error = %e, "rolling back a failed batch");
+    }
+    Failure::Aborted(err)
 }
 
 /// Times the phases of a batch (`shop_batch_phase_seconds{phase}`).

@@ -1,5 +1,7 @@
-//! A stateful property test: random sequences of charges, orders, payments, cancels,
-//! coupon issues and clock moves run against the real server over HTTP, and after
+//! A stateful property test: random sequences of charges (under the daily limit),
+//! orders, payments, cancels, coupon issues, coupon edits (`totalQuantity`),
+//! suspensions, shipping, delivery and clock moves run against the real server over
+//! HTTP, and after
 //! every step the answer and the visible state (balances, stock, issued coupons,
 //! order statuses) are compared with a small model of the contract written here,
 //! independently of the server's code.
@@ -29,6 +31,9 @@ const START_BALANCE: [i64; USERS] = [0, 15_000, 45_000];
 /// The server is configured with these limits, low enough to be reached.
 const MAX_CHARGE: i64 = 20_000;
 const MAX_BALANCE: i64 = 50_000;
+/// Most a user may charge in one calendar day of `SHOP_TIMEZONE` (Asia/Seoul): the
+/// setup's charges count too.
+const MAX_DAILY_CHARGE: i64 = 60_000;
 /// The amounts a charge step tries: out of range, in range, at the limits.
 const CHARGES: [i64; 8] = [
     -500,
@@ -130,6 +135,16 @@ enum Op {
         coupon: usize,
         user: usize,
     },
+    /// The admin sets a coupon's `totalQuantity` (0 is out of range).
+    EditCoupon {
+        coupon: usize,
+        total: i64,
+    },
+    /// The admin suspends a user, the user's charge is refused, and the admin
+    /// reactivates the user.
+    Suspend {
+        user: usize,
+    },
     /// The admin ships the `order % n`-th order placed so far.
     Ship {
         order: usize,
@@ -164,6 +179,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..8usize).prop_map(|order| Op::Pay { order }),
         4 => (0..8usize).prop_map(|order| Op::Cancel { order }),
         4 => (0..COUPONS.len(), 0..USERS).prop_map(|(coupon, user)| Op::Issue { coupon, user }),
+        2 => (0..COUPONS.len(), 0..=4i64).prop_map(|(coupon, total)| Op::EditCoupon { coupon, total }),
+        1 => (0..USERS).prop_map(|user| Op::Suspend { user }),
         2 => (0..8usize).prop_map(|order| Op::Ship { order }),
         2 => (0..8usize).prop_map(|order| Op::Deliver { order }),
         2 => Just(Op::Wait),
@@ -234,6 +251,10 @@ struct Model {
     balance: [i64; USERS],
     stock: [i64; PRODUCTS.len()],
     issued: [i64; COUPONS.len()],
+    /// Each coupon's `totalQuantity` in force.
+    total: [i64; COUPONS.len()],
+    /// Won charged per (user, calendar day in Asia/Seoul).
+    charged: BTreeMap<(usize, chrono::NaiveDate), i64>,
     /// Keyed by (coupon kind, user).
     user_coupons: BTreeMap<(usize, usize), ModelUserCoupon>,
     orders: Vec<ModelOrder>,
@@ -257,6 +278,8 @@ impl Model {
             balance: START_BALANCE,
             stock: PRODUCTS.map(|(_, stock)| stock),
             issued,
+            total: COUPONS.map(|c| c.total),
+            charged: BTreeMap::new(),
             user_coupons,
             orders: Vec::new(),
         }
@@ -419,12 +442,22 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Res
     }
 }
 
+/// Today in Asia/Seoul (`SHOP_TIMEZONE`'s default) on the test's clock.
+fn today(app: &TestApp) -> chrono::NaiveDate {
+    use shop::clock::Clock as _;
+    app.clock
+        .now()
+        .with_timezone(&chrono_tz::Asia::Seoul)
+        .date_naive()
+}
+
 // ---- running a case ----
 
 async fn setup() -> (TestApp, World) {
     let app = spawn_app_with(Backend::Sqlite, |c| {
         c.max_charge = MAX_CHARGE;
         c.max_balance = MAX_BALANCE;
+        c.max_daily_charge = MAX_DAILY_CHARGE;
     })
     .await;
     let mut users = [0; USERS];
@@ -477,16 +510,35 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
     match op {
         Op::Charge { user, amount } => {
             let (user, amount) = (*user, *amount);
+            let day = today(app);
+            let charged = m.charged.get(&(user, day)).copied().unwrap_or(0);
+            let mut codes = Vec::new();
+            if m.balance[user] + amount > MAX_BALANCE {
+                codes.push("BALANCE_LIMIT_EXCEEDED");
+            }
+            if charged + amount > MAX_DAILY_CHARGE {
+                codes.push("DAILY_CHARGE_LIMIT_EXCEEDED");
+            }
             let want = if !(1..=MAX_CHARGE).contains(&amount) {
                 Want::Refused(StatusCode::BAD_REQUEST, vec!["INVALID_REQUEST"])
-            } else if m.balance[user] + amount > MAX_BALANCE {
-                refused(vec!["BALANCE_LIMIT_EXCEEDED"])
+            } else if !codes.is_empty() {
+                refused(codes)
             } else {
                 Want::Ok(StatusCode::OK)
             };
             let (s, b) = app.charge(w.users[user], amount).await;
+            if today(app) != day {
+                // Midnight in Seoul passed during the step (rare): either day's rule
+                // may have applied, so only what the answer says is taken.
+                if s == StatusCode::OK {
+                    m.balance[user] += amount;
+                    *m.charged.entry((user, today(app))).or_insert(0) += amount;
+                }
+                return Ok(format!("{s} {} (across midnight)", code(&b)));
+            }
             if matches(&want, s, &b)? {
                 m.balance[user] += amount;
+                *m.charged.entry((user, day)).or_insert(0) += amount;
                 expect_eq(
                     "balance after the charge",
                     field(&b, "balance"),
@@ -625,7 +677,7 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
             if m.user_coupons.contains_key(&(kind, user)) {
                 codes.push("COUPON_ALREADY_ISSUED");
             }
-            if m.issued[kind] >= COUPONS[kind].total {
+            if m.issued[kind] >= m.total[kind] {
                 codes.push("COUPON_SOLD_OUT");
             }
             let want = if codes.is_empty() {
@@ -651,6 +703,41 @@ async fn step(app: &TestApp, w: &World, m: &mut Model, op: &Op) -> Result<String
                 );
             }
             Ok(format!("{s} {}", code(&b)))
+        }
+        Op::EditCoupon { coupon, total } => {
+            let (kind, total) = (*coupon, *total);
+            let want = if total < 1 {
+                Want::Refused(StatusCode::BAD_REQUEST, vec!["INVALID_REQUEST"])
+            } else if total < m.issued[kind] {
+                refused(vec!["COUPON_QUANTITY_BELOW_ISSUED"])
+            } else {
+                Want::Ok(StatusCode::OK)
+            };
+            let (s, b) = app
+                .patch(
+                    &format!("/api/v1/admin/coupons/{}", w.coupons[kind]),
+                    json!({ "totalQuantity": total }),
+                )
+                .await;
+            if matches(&want, s, &b)? {
+                expect_eq("totalQuantity", field(&b, "totalQuantity"), total)?;
+                m.total[kind] = total;
+            }
+            Ok(format!("{s} {}", code(&b)))
+        }
+        Op::Suspend { user } => {
+            let path = format!("/api/v1/admin/users/{}", w.users[*user]);
+            let (s, b) = app.patch(&path, json!({ "status": "SUSPENDED" })).await;
+            expect_eq("suspend", s, StatusCode::OK).map_err(|e| format!("{e}: {b}"))?;
+            let (s, b) = app.charge(w.users[*user], 1_000).await;
+            matches(
+                &Want::Refused(StatusCode::FORBIDDEN, vec!["USER_SUSPENDED"]),
+                s,
+                &b,
+            )?;
+            let (s, b) = app.patch(&path, json!({ "status": "ACTIVE" })).await;
+            expect_eq("reactivate", s, StatusCode::OK).map_err(|e| format!("{e}: {b}"))?;
+            Ok("suspended: charge 403 USER_SUSPENDED; reactivated".into())
         }
         Op::Ship { order } | Op::Deliver { order } => {
             let ship = matches!(op, Op::Ship { .. });
@@ -784,6 +871,11 @@ async fn compare(app: &TestApp, w: &World, m: &Model) -> Result<(), String> {
 async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let (app, world) = setup().await;
     let mut model = Model::new(&world);
+    // The setup's charges count toward today's limit.
+    let day = today(&app);
+    for (user, won) in START_BALANCE.iter().enumerate() {
+        model.charged.insert((user, day), *won);
+    }
     let mut trace = String::new();
     for (n, op) in ops.iter().enumerate() {
         let result = match step(&app, &world, &mut model, op).await {
