@@ -421,9 +421,11 @@ pub struct OwnUser(pub UserId);
 impl<S: Send + Sync> FromRequestParts<S> for OwnUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let caller = caller_in(parts).require_authenticated()?;
-        let user = UserId(crate::http::path_id(parts, "userId").await?);
+        let user: UserId = crate::http::PathIds::from_request_parts(parts, state)
+            .await?
+            .get("userId")?;
         caller.require_user(user)?;
         Ok(OwnUser(user))
     }

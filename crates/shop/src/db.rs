@@ -453,6 +453,12 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
 }
 
 /// Whether `err` is a unique-constraint violation (mapped to a 409 by the caller).
+/// A value read from the database that the code cannot decode (an unknown status, a
+/// malformed JSON column): a logged 500, never a silent default.
+pub fn corrupt(what: &str, e: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what} in the database: {e}").into())
+}
+
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
 }

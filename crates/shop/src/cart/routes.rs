@@ -1,8 +1,7 @@
 //! `/api/v1/users/{userId}/cart`: the cart's lines, and checkout.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,32 +11,19 @@ use utoipa_axum::routes;
 use super::{Cart, CartError, store, validate_quantity};
 use crate::app::AppState;
 use crate::auth::{Caller, OwnUser};
-use crate::batch::{Done, Work};
+use crate::batch::Work;
 use crate::clock::to_millis;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::Json;
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::idempotency::{self, Idempotency, TxWork, render};
+use crate::http::{Json, PathIds};
 use crate::ids::{UserCouponId, UserId, VariantId};
-use crate::order::{Order, OrderError, OrderStatus};
+use crate::order::{Order, OrderError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(detail, clear))
         .routes(routes!(set_line, remove_line))
         .routes(routes!(checkout))
-}
-
-/// The `{variantId}` of a cart line route.
-pub struct LineVariant(pub VariantId);
-
-impl<S: Send + Sync> FromRequestParts<S> for LineVariant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Ok(LineVariant(VariantId(
-            crate::http::path_id(parts, "variantId").await?,
-        )))
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -106,11 +92,12 @@ pub async fn detail(
         (status = 409, body = ErrorBody, description = "CART_FULL, PRODUCT_NOT_AVAILABLE")))]
 pub async fn set_line(
     OwnUser(user): OwnUser,
-    LineVariant(variant): LineVariant,
+    ids: PathIds,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<CartLineRequest>,
 ) -> ApiResult<Response> {
+    let variant: VariantId = ids.get("variantId")?;
     let quantity = validate_quantity(req.quantity)?;
     change(&state, &idem, user, move |tx, now| {
         Box::pin(store::set_line(tx, user, variant, quantity, now))
@@ -124,10 +111,11 @@ pub async fn set_line(
     responses((status = 200, body = Cart)))]
 pub async fn remove_line(
     OwnUser(user): OwnUser,
-    LineVariant(variant): LineVariant,
+    ids: PathIds,
     State(state): State<AppState>,
     idem: Idempotency,
 ) -> ApiResult<Response> {
+    let variant: VariantId = ids.get("variantId")?;
     change(&state, &idem, user, move |tx, now| {
         Box::pin(store::remove_line(tx, user, variant, now))
     })
@@ -176,10 +164,6 @@ pub async fn checkout(
         pay: req.pay,
     };
     let (decision, res) = state.write(&idem, held, work, render::<201>).await;
-    if let Some(Ok(Done::Order(order))) = &decision
-        && order.status == OrderStatus::Paid
-    {
-        metrics::counter!("shop_orders_paid_total").increment(1);
-    }
+    crate::order::routes::count_paid(&decision);
     Ok(res)
 }

@@ -10,9 +10,7 @@ use crate::ids::{ProductId, UserId, VariantId};
 use crate::money::Won;
 use crate::product::{Image, OptionValues, ProductStatus};
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(format!("{what}: {e}").into())
-}
+use crate::db::corrupt;
 
 #[derive(FromRow)]
 struct LineRecord {

@@ -85,19 +85,6 @@ impl<S: Send + Sync, T: From<i64>> FromRequestParts<S> for PathId<T> {
     }
 }
 
-/// The id in the path parameter `name` (of a route with several): 400 when malformed.
-pub async fn path_id(parts: &mut Parts, name: &str) -> Result<i64, ApiError> {
-    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let raw = params
-        .iter()
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-        .ok_or_else(|| ApiError::invalid(format!("the path has no `{name}`")))?;
-    parse_id(&raw)
-}
-
 /// The named parameters of a path with several (`/users/{userId}/coupons/{id}`).
 /// A malformed path → 400 `INVALID_REQUEST`.
 pub struct PathIds(std::collections::HashMap<String, String>);

@@ -65,6 +65,15 @@ pub struct PlaceOrderRequest {
     pub pay: bool,
 }
 
+/// Counts an order the write just placed PAID (`shop_orders_paid_total`).
+pub fn count_paid(decision: &Option<crate::batch::Decision>) {
+    if let Some(Ok(Done::Order(order))) = decision
+        && order.status == OrderStatus::Paid
+    {
+        metrics::counter!("shop_orders_paid_total").increment(1);
+    }
+}
+
 impl AppState {
     pub fn order_rules(&self) -> OrderRules {
         self.config.order_rules()
@@ -107,11 +116,7 @@ pub async fn place(
     let (decision, res) = state
         .write(&idem, held, Work::Place(place), render::<201>)
         .await;
-    if let Some(Ok(Done::Order(order))) = &decision
-        && order.status == OrderStatus::Paid
-    {
-        metrics::counter!("shop_orders_paid_total").increment(1);
-    }
+    count_paid(&decision);
     Ok(res)
 }
 

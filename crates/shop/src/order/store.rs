@@ -33,9 +33,7 @@ pub struct OrderRecord {
     items: Vec<ItemRecord>,
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(format!("{what} in the database: {e}").into())
-}
+use crate::db::corrupt;
 
 impl TryFrom<OrderRecord> for Order {
     type Error = sqlx::Error;

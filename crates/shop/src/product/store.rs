@@ -32,9 +32,7 @@ struct ProductRecord {
 const PRODUCT_COLUMNS: &str =
     "p.id, p.name, p.description, p.status, p.options, p.images, p.created_at, p.updated_at";
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(format!("{what} in the database: {e}").into())
-}
+use crate::db::corrupt;
 
 impl TryFrom<ProductRecord> for ProductRow {
     type Error = sqlx::Error;
