@@ -21,7 +21,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::outbox::relay::Relay;
 use crate::outbox::sink::{Sink, SinkHealth};
 use crate::ranking::RankingCache;
@@ -250,7 +250,8 @@ async fn time_limit(
         () = tokio::time::sleep(limit) => {}
     }
     if !started.is_set() {
-        return ApiError::unavailable("TIMEOUT", "the request took too long").into_response();
+        return ApiError::unavailable(ErrorCode::Timeout, "the request took too long")
+            .into_response();
     }
     match tokio::time::timeout(write_limit.saturating_sub(limit), work).await {
         Ok(res) => res,
@@ -259,13 +260,12 @@ async fn time_limit(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("NOT_FOUND", "no such route")
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }
@@ -429,12 +429,24 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let config = state.config.clone();
+    serve_router(listener, router(state), &config, shutdown).await
+}
+
+/// [`serve`] with a router of the caller's: [`router`]'s, perhaps wrapped in a layer
+/// (the tests check every answer against the OpenAPI document this way).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let limits = http::server::Limits {
-        header_read_timeout: Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
-        keepalive_timeout: Duration::from_secs(state.config.keepalive_timeout_secs.max(1)),
-        max_connections: state.config.max_connections,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        keepalive_timeout: Duration::from_secs(config.keepalive_timeout_secs.max(1)),
+        max_connections: config.max_connections,
     };
-    http::server::serve(listener, router(state), limits, shutdown).await
+    http::server::serve(listener, router, limits, shutdown).await
 }
 
 impl AppState {

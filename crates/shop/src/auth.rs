@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -41,7 +41,7 @@ use chrono::{DateTime, Utc};
 use crate::account::revocations::Revocations;
 use crate::app::AppState;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
 
 /// The keys that tokens are checked against. Cheap to clone.
@@ -106,8 +106,7 @@ impl Caller {
         match self.require_authenticated()? {
             Caller::User(u) => Ok(u),
             _ => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 "this route needs a user's token",
             )),
         }
@@ -119,8 +118,7 @@ impl Caller {
         match self.require_authenticated()? {
             Caller::User(u) if u == user => Ok(()),
             _ => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 "this token does not belong to the user concerned",
             )),
         }
@@ -128,7 +126,7 @@ impl Caller {
 }
 
 fn unauthenticated(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    ApiError::new(ErrorCode::Unauthenticated, message)
 }
 
 const SIGNING_KEY: &str = "token_signing_key";
@@ -377,11 +375,7 @@ pub async fn admin_only(req: Request, next: Next) -> Response {
     }
     match caller.require_authenticated() {
         Err(e) => e,
-        Ok(_) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "admin routes need the admin token",
-        ),
+        Ok(_) => ApiError::new(ErrorCode::Forbidden, "admin routes need the admin token"),
     }
     .into_response()
 }

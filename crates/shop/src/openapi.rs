@@ -5,11 +5,14 @@
 //! requirement (`bearer` for a user's token, `admin` for the admin token, none on
 //! public routes). [`finish`] then adds what every route shares.
 
+use serde_json::{Value, json};
+use utoipa::openapi::Required;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+
+use crate::error::ErrorCode;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,30 +57,27 @@ limit of requests in flight answers 503 `OVERLOADED` with `Retry-After`."
 )]
 pub struct ApiDoc;
 
-/// The document of `paths` (the routes' own entries) with what every route shares.
+/// The document of `paths` (the routes' own entries) with what every route shares
+/// (see [`Guarantees`]) and, on every answer, what a client needs to read it: each
+/// error answer's `code` as an enum with an example per code, and an example of every
+/// success body (see [`complete_answers`]).
 pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     Guarantees.modify(&mut doc);
-    doc
+    let mut json = serde_json::to_value(&doc).expect("the document serializes");
+    let problems = complete_answers(&mut json);
+    // The document is fixed at build time: any test that starts a server finds these.
+    assert!(
+        problems.is_empty(),
+        "the OpenAPI document is incomplete:\n{}",
+        problems.join("\n")
+    );
+    serde_json::from_value(json).expect("the completed document reads back")
 }
 
 /// Adds what every route shares but its own annotation does not repeat: the two
-/// security schemes, 401 and 403 on the routes whose annotation asks for one, the `Idempotency-Key` header
-/// of every mutation, and the answers any route may give (429 rate limited, 503
-/// overloaded, 413/415 for bodies, 409/422 for idempotency keys).
+/// security schemes and the `Idempotency-Key` header of every mutation whose answer
+/// may be stored under one.
 struct Guarantees;
-
-fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            utoipa::openapi::ContentBuilder::new()
-                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-        .build()
-        .into()
-}
 
 /// The `Idempotency-Key` header: 1..=128 printable ASCII characters (anything else
 /// answers 400). HTTP drops a value's leading and trailing spaces, so a key neither
@@ -97,6 +97,7 @@ fn idempotency_key() -> Parameter {
                 .max_length(Some(128))
                 .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
         ))
+        .example(Some(serde_json::json!("order-4-20261204-1")))
         .build()
 }
 
@@ -107,40 +108,6 @@ fn set_idempotency_key(op: &mut Operation) {
         !(p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("Idempotency-Key"))
     });
     params.push(idempotency_key());
-}
-
-fn ensure(op: &mut Operation, status: &str, description: &str) {
-    op.responses
-        .responses
-        .entry(status.to_string())
-        .or_insert_with(|| match status {
-            // Refusals that pass: they say when to come back.
-            "429" | "503" => retry_after(description),
-            _ => error(description),
-        });
-}
-
-/// An error answer with its `Retry-After` header (whole seconds).
-fn retry_after(description: &str) -> RefOr<utoipa::openapi::Response> {
-    let header = utoipa::openapi::header::HeaderBuilder::new()
-        .schema(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-        )
-        .description(Some("seconds to wait before trying again"))
-        .build();
-    ResponseBuilder::new()
-        .description(description)
-        .header("Retry-After", header)
-        .content(
-            "application/json",
-            utoipa::openapi::ContentBuilder::new()
-                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-        .build()
-        .into()
 }
 
 impl Modify for Guarantees {
@@ -167,24 +134,13 @@ impl Modify for Guarantees {
             ),
         );
         for item in openapi.paths.paths.values_mut() {
-            let ops = [
-                (false, item.get.as_mut()),
-                (true, item.post.as_mut()),
-                (true, item.patch.as_mut()),
-                (true, item.put.as_mut()),
-                (true, item.delete.as_mut()),
+            let mutations = [
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
             ];
-            for (mutation, op) in ops {
-                let Some(op) = op else { continue };
-                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                    ensure(op, "401", "UNAUTHENTICATED: no valid bearer token");
-                    ensure(
-                        op,
-                        "403",
-                        "FORBIDDEN: the token is not the one this route needs; \
-                         USER_SUSPENDED: the token's user is suspended",
-                    );
-                }
+            for op in mutations.into_iter().flatten() {
                 // Routes whose answer holds a token do not look at the key (their
                 // annotation says so): the document must not offer one.
                 let ignores_key = op
@@ -192,39 +148,291 @@ impl Modify for Guarantees {
                     .as_ref()
                     .and_then(|e| e.get("x-idempotency-key"))
                     .is_some_and(|v| v == "ignored");
-                if mutation && !ignores_key {
+                if !ignores_key {
                     set_idempotency_key(op);
-                    ensure(
-                        op,
-                        "422",
-                        "IDEMPOTENCY_KEY_REUSED: the key came with another request",
-                    );
                 }
-                if mutation {
-                    ensure(
-                        op,
-                        "409",
-                        "IDEMPOTENCY_KEY_IN_PROGRESS, or a business rule refuses",
-                    );
-                    ensure(op, "413", "PAYLOAD_TOO_LARGE");
-                    ensure(op, "415", "UNSUPPORTED_MEDIA_TYPE: the body must be JSON");
-                    ensure(
-                        op,
-                        "504",
-                        "OUTCOME_UNKNOWN: the write was accepted but its outcome is not known \
-                         yet; a retry with the same Idempotency-Key tells it",
-                    );
-                }
-                ensure(op, "400", "INVALID_REQUEST");
-                ensure(op, "429", "RATE_LIMITED (see Retry-After)");
-                ensure(
-                    op,
-                    "503",
-                    "OVERLOADED, TIMEOUT or UNAVAILABLE (see Retry-After)",
-                );
             }
         }
     }
+}
+
+/// What an operation is, as far as the answers every route may give go.
+struct Facts {
+    /// Needs a user's token.
+    user: bool,
+    /// Needs the admin token.
+    admin: bool,
+    /// POST, PUT, PATCH or DELETE.
+    mutation: bool,
+    /// Takes an `Idempotency-Key`.
+    keyed: bool,
+    /// Has a JSON request body.
+    body: bool,
+}
+
+impl Facts {
+    fn of(method: &str, op: &Value) -> Facts {
+        let schemes = |name: &str| {
+            op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get(name).is_some()))
+        };
+        Facts {
+            user: schemes("bearer"),
+            admin: schemes("admin"),
+            mutation: matches!(method, "post" | "put" | "patch" | "delete"),
+            keyed: op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key")
+            }),
+            body: op.get("requestBody").is_some(),
+        }
+    }
+
+    /// The codes any such operation may answer with `status`, whatever it does:
+    /// authentication, body and key handling, limits, deadlines and faults.
+    fn shared_codes(&self, status: u16) -> (&'static str, Vec<ErrorCode>) {
+        use ErrorCode::*;
+        match status {
+            400 => (
+                "the request is malformed or out of range; nothing changed",
+                vec![InvalidRequest],
+            ),
+            401 if self.user || self.admin => ("no valid bearer token", vec![Unauthenticated]),
+            403 if self.user || self.admin => (
+                "the token is not the one this route needs, or its user is suspended",
+                vec![Forbidden, UserSuspended],
+            ),
+            409 if self.keyed => (
+                "a request with the same Idempotency-Key is still in flight",
+                vec![IdempotencyKeyInProgress],
+            ),
+            413 if self.mutation => ("the body is too large", vec![PayloadTooLarge]),
+            415 if self.body => ("the body must be JSON", vec![UnsupportedMediaType]),
+            422 if self.keyed => (
+                "the Idempotency-Key came with another request",
+                vec![IdempotencyKeyReused],
+            ),
+            429 => (
+                "rate limited: send again after Retry-After",
+                vec![RateLimited],
+            ),
+            500 => (
+                "a fault of the server: the cause is logged, never sent",
+                vec![Internal],
+            ),
+            503 => (
+                "overloaded, or past the deadline before the write was handed over: \
+                 nothing was applied; send again after Retry-After",
+                vec![Overloaded, Timeout, Unavailable],
+            ),
+            504 if self.mutation => (
+                "the write was accepted but its outcome is not known yet; a retry with the \
+                 same Idempotency-Key tells it",
+                vec![OutcomeUnknown],
+            ),
+            _ => ("", Vec::new()),
+        }
+    }
+}
+
+/// Every error status an operation's answers are checked for.
+const ERROR_STATUSES: [u16; 12] = [400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504];
+
+/// The codes an answer's description names (`CODE` or `CODE: why, OTHER_CODE`).
+/// A word that looks like a code but is none, or a code of another status, is a
+/// problem: the document must not promise what the server never answers.
+fn named_codes(
+    description: &str,
+    status: u16,
+    at: &str,
+    problems: &mut Vec<String>,
+) -> Vec<ErrorCode> {
+    let mut codes = Vec::new();
+    for word in
+        description.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+    {
+        if word.len() < 2 || !word.starts_with(|c: char| c.is_ascii_uppercase()) {
+            continue;
+        }
+        match word.parse::<ErrorCode>() {
+            Ok(code) if code.status().as_u16() == status => codes.push(code),
+            Ok(code) => problems.push(format!(
+                "{at}: the {status} answer names {code}, which answers {}",
+                code.status().as_u16()
+            )),
+            Err(()) if word.contains('_') => problems.push(format!(
+                "{at}: the {status} answer names {word}, which is no code"
+            )),
+            Err(()) => {}
+        }
+    }
+    codes
+}
+
+/// An error answer: `ErrorBody` with `code` narrowed to `codes`, an example of each.
+fn error_answer(
+    description: &str,
+    status: u16,
+    codes: &[ErrorCode],
+    headers: Option<Value>,
+) -> Value {
+    let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    let examples: serde_json::Map<String, Value> = codes
+        .iter()
+        .map(|c| {
+            let value = json!({"code": c.as_str(), "message": c.example()});
+            (
+                c.as_str().to_string(),
+                json!({"summary": c.as_str(), "value": value}),
+            )
+        })
+        .collect();
+    let mut answer = json!({
+        "description": description,
+        "content": {"application/json": {
+            "schema": {"allOf": [
+                {"$ref": "#/components/schemas/ErrorBody"},
+                {"type": "object", "properties": {"code": {"type": "string", "enum": names}}},
+            ]},
+            "examples": examples,
+        }},
+    });
+    let mut headers = headers.unwrap_or_else(|| json!({}));
+    if matches!(status, 429 | 503) {
+        headers["Retry-After"] = json!({
+            "description": "seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 0},
+            "example": 1,
+        });
+    }
+    if headers.as_object().is_some_and(|h| !h.is_empty()) {
+        answer["headers"] = headers;
+    }
+    answer
+}
+
+/// An example of a value of `schema`, from the examples of the types it is made of:
+/// a type's own example, a list of one item, an object of its properties' examples,
+/// `null` where allowed. `None` where a part has none.
+fn example_of(schema: &Value, schemas: &Value, depth: usize) -> Option<Value> {
+    if depth > 16 {
+        return None;
+    }
+    if let Some(example) = schema.get("example") {
+        return Some(example.clone());
+    }
+    if let Some(name) = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        return example_of(&schemas[name], schemas, depth + 1);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let null_in_one_of = schema["oneOf"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["type"] == "null"));
+    if types.contains(&"null") || null_in_one_of {
+        return Some(Value::Null);
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return Some(first.clone());
+    }
+    if types.contains(&"array") {
+        return Some(json!([example_of(&schema["items"], schemas, depth + 1)?]));
+    }
+    let properties = schema["properties"].as_object()?;
+    let mut object = serde_json::Map::new();
+    for (name, property) in properties {
+        object.insert(name.clone(), example_of(property, schemas, depth + 1)?);
+    }
+    Some(Value::Object(object))
+}
+
+/// Completes every operation's answers (see [`finish`]) and says what could not be.
+fn complete_answers(doc: &mut Value) -> Vec<String> {
+    let schemas = doc["components"]["schemas"].clone();
+    let mut problems = Vec::new();
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return vec!["the document has no paths".into()];
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let at = format!("{} {path}", method.to_uppercase());
+            let facts = Facts::of(method, op);
+            let answers = op["responses"]
+                .as_object_mut()
+                .expect("operations have responses");
+            for status in ERROR_STATUSES {
+                let (shared_description, mut codes) = facts.shared_codes(status);
+                let own = answers.get(&status.to_string());
+                let own_description = own
+                    .and_then(|a| a["description"].as_str())
+                    .filter(|d| !d.is_empty());
+                let mut description = shared_description.to_string();
+                if let Some(own) = own_description {
+                    let named = named_codes(own, status, &at, &mut problems);
+                    codes.retain(|c| !named.contains(c));
+                    description = if codes.is_empty() {
+                        own.to_string()
+                    } else {
+                        let shared: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+                        format!("{own}; or {}: {shared_description}", shared.join(", "))
+                    };
+                    codes.splice(0..0, named);
+                }
+                if own.is_none() && codes.is_empty() {
+                    continue;
+                }
+                if codes.is_empty() {
+                    problems.push(format!("{at}: the {status} answer names no code"));
+                    continue;
+                }
+                let headers = own.and_then(|a| a.get("headers")).cloned();
+                answers.insert(
+                    status.to_string(),
+                    error_answer(&description, status, &codes, headers),
+                );
+            }
+            // Error answers got their examples above.
+            let successes = answers
+                .iter_mut()
+                .filter(|(s, _)| !s.starts_with(['4', '5']));
+            for (status, answer) in successes {
+                if answer["description"].as_str().is_none_or(str::is_empty) {
+                    let reason = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                        .and_then(|s| s.canonical_reason());
+                    answer["description"] = json!(reason.unwrap_or("success"));
+                }
+                let Some(content) = answer.get_mut("content").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                for (media_type, media) in content.iter_mut() {
+                    if media.get("example").is_some() || media.get("examples").is_some() {
+                        continue;
+                    }
+                    match example_of(&media["schema"], &schemas, 0) {
+                        Some(example) => media["example"] = example,
+                        None => problems.push(format!(
+                            "{at}: the {status} answer ({media_type}) has no example; give \
+                             its type #[schema(example = ...)]"
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

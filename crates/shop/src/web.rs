@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/"]
@@ -54,7 +54,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 }
 
 fn missing() -> Response {
-    with_security_headers(ApiError::not_found("NOT_FOUND", "no such file").into_response())
+    with_security_headers(ApiError::new(ErrorCode::NotFound, "no such file").into_response())
 }
 
 fn serve(path: &str, request: &HeaderMap) -> Response {

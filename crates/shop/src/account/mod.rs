@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 
 /// Whether a user's tokens open anything.
@@ -57,6 +57,7 @@ impl TryFrom<&str> for Status {
 
 /// A user as the API answers it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 4, "name": "choi", "email": "choi@example.com", "status": "ACTIVE", "createdAt": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: UserId,
@@ -69,6 +70,7 @@ pub struct User {
 
 /// A new user and the bearer token that acts as them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 4, "name": "choi", "email": "choi@example.com", "status": "ACTIVE", "createdAt": "2026-12-04T09:30:00.000Z", "token": "4.Rrk9jRqtaslYGwhhp-ajA5nGLebfP50AZLoNK1ex5yE"}))]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedUser {
     #[serde(flatten)]
@@ -79,6 +81,7 @@ pub struct CreatedUser {
 
 /// A new API token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"token": "4.a1.kQchob7glf4OdgQnCoFbybI1CillwlRO-VQYhXY3h0g"}))]
 pub struct ApiToken {
     /// The user's bearer token; every earlier API token of the user stops working.
     pub token: String,
@@ -86,6 +89,7 @@ pub struct ApiToken {
 
 /// A session's tokens.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"userId": 4, "accessToken": "4.s1.1796428747.CbE5T_gFKggayvvDv7nty9AIG0Og0xtxmF__UtKW1nc", "accessExpiresAt": "2026-12-04T09:45:00Z", "refreshToken": "F0H9uWBRxtl3BqYLcvxEjO2g9hZZC_wror3TklseToI", "refreshExpiresAt": "2027-01-03T09:30:00Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionTokens {
     pub user_id: UserId,
@@ -118,18 +122,13 @@ pub enum AccountError {
 
 impl From<AccountError> for ApiError {
     fn from(err: AccountError) -> Self {
-        use axum::http::StatusCode;
         match err {
             e @ AccountError::UserNotFound(_) => {
-                ApiError::not_found("USER_NOT_FOUND", e.to_string())
+                ApiError::new(ErrorCode::UserNotFound, e.to_string())
             }
-            e @ AccountError::EmailTaken => ApiError::conflict("EMAIL_TAKEN", e.to_string()),
+            e @ AccountError::EmailTaken => ApiError::new(ErrorCode::EmailTaken, e.to_string()),
             e @ (AccountError::InvalidCredentials | AccountError::InvalidRefreshToken) => {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_CREDENTIALS",
-                    e.to_string(),
-                )
+                ApiError::new(ErrorCode::InvalidCredentials, e.to_string())
             }
             AccountError::Suspended => suspended(),
             e @ AccountError::Incomplete(_) => ApiError::invalid(e.to_string()),
@@ -140,11 +139,7 @@ impl From<AccountError> for ApiError {
 
 /// 403 `USER_SUSPENDED`.
 pub fn suspended() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::FORBIDDEN,
-        "USER_SUSPENDED",
-        "this user is suspended",
-    )
+    ApiError::new(ErrorCode::UserSuspended, "this user is suspended")
 }
 
 /// A user's name: 1..=100 characters after trimming, none of them a control,

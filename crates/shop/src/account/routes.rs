@@ -26,7 +26,7 @@ use super::{
 use crate::app::AppState;
 use crate::auth::{Authenticated, Caller, CurrentSession, OwnUser};
 use crate::clock::to_millis;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Json, PathId};
 use crate::ids::{SessionId, UserId};
@@ -147,7 +147,7 @@ pub async fn create_user(
 /// The user (owner only).
 #[utoipa::path(get, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn get_user(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,
@@ -161,7 +161,7 @@ pub async fn get_user(
 #[utoipa::path(patch, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     request_body = UpdateUserRequest,
     params(("userId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "EMAIL_TAKEN")))]
 pub async fn update_user(
     OwnUser(user): OwnUser,
@@ -201,7 +201,7 @@ pub async fn update_user(
 #[utoipa::path(post, path = "/api/v1/users/{userId}/token",
     extensions(("x-idempotency-key" = json!("ignored"))), operation_id = "new_api_token", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 201, body = ApiToken), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = ApiToken), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn new_token(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,
@@ -352,8 +352,7 @@ pub async fn logout(
     let user = caller.user()?;
     let Some(axum::Extension(CurrentSession(session))) = session else {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            ErrorCode::Forbidden,
             "this route needs a session's access token",
         ));
     };
@@ -376,7 +375,7 @@ pub async fn logout(
 #[utoipa::path(patch, path = "/users/{userId}", operation_id = "set_user_status", security(("admin" = [])), tag = "admin",
     request_body = SetStatusRequest,
     params(("userId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn set_status(
     caller: Caller,
     State(state): State<AppState>,

@@ -11,11 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{LedgerId, OrderId, UserId};
 use crate::money::Won;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"userId": 4, "balance": 100000}))]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {
     pub user_id: UserId,
@@ -52,6 +53,7 @@ impl LedgerKind {
 
 /// One line of a user's balance history.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 5, "type": "PAYMENT", "amount": -70110, "balanceBefore": 100000, "balanceAfter": 29890, "orderId": 1, "createdAt": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntry {
     pub id: LedgerId,
@@ -92,13 +94,15 @@ impl From<BalanceError> for ApiError {
 /// The answer to a refused balance request.
 pub fn refusal(err: &BalanceError) -> ApiError {
     match err {
-        e @ BalanceError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", e.to_string()),
+        e @ BalanceError::UserNotFound(_) => ApiError::new(ErrorCode::UserNotFound, e.to_string()),
         e @ BalanceError::LimitExceeded(_) => {
-            ApiError::conflict("BALANCE_LIMIT_EXCEEDED", e.to_string())
+            ApiError::new(ErrorCode::BalanceLimitExceeded, e.to_string())
         }
-        e @ BalanceError::Insufficient => ApiError::conflict("INSUFFICIENT_BALANCE", e.to_string()),
+        e @ BalanceError::Insufficient => {
+            ApiError::new(ErrorCode::InsufficientBalance, e.to_string())
+        }
         e @ BalanceError::DailyLimitExceeded(_) => {
-            ApiError::conflict("DAILY_CHARGE_LIMIT_EXCEEDED", e.to_string())
+            ApiError::new(ErrorCode::DailyChargeLimitExceeded, e.to_string())
         }
         BalanceError::Db(e) => ApiError::internal(e),
     }

@@ -36,7 +36,7 @@ pub struct ChargeRequest {
 /// The user's balance.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Balance), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Balance), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn get_balance(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,
@@ -49,8 +49,8 @@ pub async fn get_balance(
     request_body = ChargeRequest,
     params(("userId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Balance, description = "the balance after"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED")))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "BALANCE_LIMIT_EXCEEDED, DAILY_CHARGE_LIMIT_EXCEEDED")))]
 pub async fn charge(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ pub async fn charge(
 /// The balance history, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/balance/history", operation_id = "balance_history", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
-    responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<LedgerEntry>), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn history(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,

@@ -696,7 +696,7 @@ fn pay(state: &mut State, id: OrderId, caller: UserId, now_ms: i64) -> Result<Or
             order: id,
             status: PaymentStatus::Failed,
             amount,
-            failure_code: Some("INSUFFICIENT_BALANCE"),
+            failure_code: Some(crate::error::ErrorCode::InsufficientBalance.as_str()),
         });
         return Err(OrderError::InsufficientBalance);
     }

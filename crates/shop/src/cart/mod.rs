@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ProductId, UserId, VariantId};
 use crate::money::Won;
 use crate::product::OptionValues;
@@ -42,6 +42,7 @@ pub struct CartItem {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"userId": 4, "items": [{"productId": 6, "variantId": 9, "name": "Classic T-shirt", "options": {"colour": "black", "size": "M"}, "image": "/static/img/tshirt.svg", "unitPrice": 29000, "quantity": 2, "amount": 58000, "available": true}, {"productId": 2, "variantId": 2, "name": "Canvas tote", "options": {}, "image": "/static/img/tote.svg", "unitPrice": 19900, "quantity": 1, "amount": 19900, "available": true}], "totalAmount": 77900, "updatedAt": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct Cart {
     pub user_id: UserId,
@@ -74,10 +75,10 @@ impl From<CartError> for ApiError {
     fn from(err: CartError) -> Self {
         let msg = err.to_string();
         match err {
-            CartError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
-            CartError::VariantNotFound(_) => ApiError::not_found("VARIANT_NOT_FOUND", msg),
-            CartError::ProductNotAvailable(_) => ApiError::conflict("PRODUCT_NOT_AVAILABLE", msg),
-            CartError::Full => ApiError::conflict("CART_FULL", msg),
+            CartError::UserNotFound(_) => ApiError::new(ErrorCode::UserNotFound, msg),
+            CartError::VariantNotFound(_) => ApiError::new(ErrorCode::VariantNotFound, msg),
+            CartError::ProductNotAvailable(_) => ApiError::new(ErrorCode::ProductNotAvailable, msg),
+            CartError::Full => ApiError::new(ErrorCode::CartFull, msg),
             CartError::Invalid(_) => ApiError::invalid(msg),
             CartError::Db(e) => e.into(),
         }

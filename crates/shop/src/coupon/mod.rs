@@ -14,11 +14,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{CouponId, OrderId, ProductId, UserCouponId, UserId};
 use crate::money::{DiscountType, Won};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "name": "Welcome 10% off", "discountType": "RATE", "discountValue": 10, "totalQuantity": 100, "issuedQuantity": 1, "minOrderAmount": 30000, "issueStartsAt": null, "issueEndsAt": null, "validDays": 30, "status": "ACTIVE", "productId": null}))]
 #[serde(rename_all = "camelCase")]
 pub struct Coupon {
     pub id: CouponId,
@@ -100,6 +101,7 @@ impl UserCouponStatus {
 
 /// A coupon issued to a user.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "couponId": 1, "userId": 4, "status": "AVAILABLE", "issuedAt": "2026-12-04T09:30:00.000Z", "expiresAt": "2027-01-03T09:30:00.000Z", "usedAt": null, "orderId": null}))]
 #[serde(rename_all = "camelCase")]
 pub struct UserCoupon {
     pub id: UserCouponId,
@@ -118,6 +120,7 @@ pub struct UserCoupon {
 
 /// A user's coupon with the coupon's name and discount (for `GET /users/{id}/coupons`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "couponId": 1, "userId": 4, "status": "AVAILABLE", "name": "Welcome 10% off", "discountType": "RATE", "discountValue": 10, "minOrderAmount": 30000, "issuedAt": "2026-12-04T09:30:00.000Z", "expiresAt": "2027-01-03T09:30:00.000Z", "usedAt": null, "orderId": null, "productId": null}))]
 #[serde(rename_all = "camelCase")]
 pub struct UserCouponView {
     pub id: UserCouponId,
@@ -178,6 +181,7 @@ impl CouponAction {
 
 /// One step of a user coupon's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"action": "USED", "orderId": 1, "at": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     pub action: CouponAction,
@@ -279,24 +283,24 @@ impl From<CouponError> for ApiError {
 pub fn refusal(err: &CouponError) -> ApiError {
     match err {
         CouponError::Invalid(message) => ApiError::invalid(message.clone()),
-        e @ CouponError::NotFound(_) => ApiError::not_found("COUPON_NOT_FOUND", e.to_string()),
+        e @ CouponError::NotFound(_) => ApiError::new(ErrorCode::CouponNotFound, e.to_string()),
         e @ CouponError::UserCouponNotFound(_) => {
-            ApiError::not_found("USER_COUPON_NOT_FOUND", e.to_string())
+            ApiError::new(ErrorCode::UserCouponNotFound, e.to_string())
         }
-        e @ CouponError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", e.to_string()),
-        e @ CouponError::SoldOut => ApiError::conflict("COUPON_SOLD_OUT", e.to_string()),
+        e @ CouponError::UserNotFound(_) => ApiError::new(ErrorCode::UserNotFound, e.to_string()),
+        e @ CouponError::SoldOut => ApiError::new(ErrorCode::CouponSoldOut, e.to_string()),
         e @ CouponError::AlreadyIssued => {
-            ApiError::conflict("COUPON_ALREADY_ISSUED", e.to_string())
+            ApiError::new(ErrorCode::CouponAlreadyIssued, e.to_string())
         }
         e @ CouponError::NotInIssuePeriod => {
-            ApiError::conflict("COUPON_NOT_IN_ISSUE_PERIOD", e.to_string())
+            ApiError::new(ErrorCode::CouponNotInIssuePeriod, e.to_string())
         }
-        e @ CouponError::Inactive => ApiError::conflict("COUPON_INACTIVE", e.to_string()),
+        e @ CouponError::Inactive => ApiError::new(ErrorCode::CouponInactive, e.to_string()),
         e @ CouponError::QuantityBelowIssued(_) => {
-            ApiError::conflict("COUPON_QUANTITY_BELOW_ISSUED", e.to_string())
+            ApiError::new(ErrorCode::CouponQuantityBelowIssued, e.to_string())
         }
         e @ CouponError::ProductNotFound(_) => {
-            ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string())
+            ApiError::new(ErrorCode::ProductNotFound, e.to_string())
         }
         CouponError::Db(e) => ApiError::internal(e),
     }

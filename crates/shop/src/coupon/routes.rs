@@ -17,7 +17,7 @@ use crate::auth::{Authenticated, OwnUser};
 use crate::batch::{Refused, Work};
 use crate::cache::Gate;
 use crate::clock::to_millis;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::http::idempotency::{self, Idempotency, render};
 use crate::http::{Json, Page, Paging, PagingParams, PathId, PathIds};
 use crate::ids::{CouponId, ProductId, UserCouponId, UserId};
@@ -158,7 +158,8 @@ fn validate(req: CreateCouponRequest) -> Result<NewCoupon, ApiError> {
 /// Create a coupon (admin).
 #[utoipa::path(post, path = "/coupons", operation_id = "create_coupon", security(("admin" = [])), tag = "admin",
     request_body = CreateCouponRequest,
-    responses((status = 201, body = Coupon), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = Coupon), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND: `productId` names no product")))]
 pub async fn create(
     caller: crate::auth::Caller,
     State(state): State<AppState>,
@@ -275,7 +276,7 @@ pub async fn history(
 /// A coupon, with how many have been issued.
 #[utoipa::path(get, path = "/api/v1/coupons/{couponId}", operation_id = "get_coupon", tag = "coupons",
     params(("couponId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Coupon), (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND")))]
 pub async fn detail(
     State(state): State<AppState>,
     PathId(id): PathId<CouponId>,
@@ -403,7 +404,7 @@ async fn holds(state: &AppState, coupon: CouponId, user: UserId, epoch: u64) -> 
 /// A user's coupons, newest first, with status AVAILABLE, USED or EXPIRED.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/coupons", operation_id = "list_user_coupons", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
-    responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<UserCouponView>), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,
@@ -411,8 +412,8 @@ pub async fn list_for_user(
 ) -> ApiResult<axum::Json<Page<UserCouponView>>> {
     let rows = store::list_for_user(state.db.read(), user, paging, state.clock.now()).await?;
     if rows.is_empty() && !crate::balance::store::user_exists(state.db.read(), user).await? {
-        return Err(ApiError::not_found(
-            "USER_NOT_FOUND",
+        return Err(ApiError::new(
+            ErrorCode::UserNotFound,
             format!("user {user} not found"),
         ));
     }

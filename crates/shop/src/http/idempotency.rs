@@ -35,7 +35,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::batch::{Answer, Claim, Decision, Job, Outcome, Render, Work};
 use crate::clock::to_millis;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub const HEADER: &str = "idempotency-key";
 /// How long keys are kept.
@@ -306,16 +306,15 @@ impl Drop for InFlightGuard {
 }
 
 fn in_progress() -> ApiError {
-    ApiError::conflict(
-        "IDEMPOTENCY_KEY_IN_PROGRESS",
+    ApiError::new(
+        ErrorCode::IdempotencyKeyInProgress,
         "a request with this Idempotency-Key is still in progress",
     )
 }
 
 fn reused() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "IDEMPOTENCY_KEY_REUSED",
+        ErrorCode::IdempotencyKeyReused,
         "this Idempotency-Key was used for a different request",
     )
 }
@@ -373,8 +372,7 @@ fn replayed(answer: Answer) -> Response {
 /// without a key.
 pub fn outcome_unknown() -> ApiError {
     ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "OUTCOME_UNKNOWN",
+        ErrorCode::OutcomeUnknown,
         "the outcome of this request is not known yet; send it again with the same \
          Idempotency-Key to learn it",
     )
@@ -389,7 +387,7 @@ pub fn respond(outcome: Outcome, render: Render) -> Response {
         Outcome::Replayed(answer) => replayed(answer),
         Outcome::KeyReused => reused().into_response(),
         Outcome::RolledBack { transient: true } => ApiError::unavailable(
-            "UNAVAILABLE",
+            ErrorCode::Unavailable,
             "the write could not be made now; nothing was applied, retry",
         )
         .into_response(),

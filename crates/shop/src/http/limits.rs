@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -18,7 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 
 /// The configured limiters; `None` where a limit is off.
@@ -77,8 +76,7 @@ impl LoginLimit {
 
 fn rate_limited(wait: u64) -> ApiError {
     let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "RATE_LIMITED",
+        ErrorCode::RateLimited,
         "too many requests; retry after the time in Retry-After",
     );
     e.retry_after = Some(wait.max(1));
@@ -128,7 +126,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
 /// served.
 pub fn overloaded() -> Response {
     ApiError::unavailable(
-        "OVERLOADED",
+        ErrorCode::Overloaded,
         "the server is at its limit of requests in flight; retry shortly",
     )
     .into_response()
@@ -146,8 +144,8 @@ mod tests {
         assert!(limits.check(ip, Caller::Anonymous).is_ok());
         assert!(limits.check(ip, Caller::Anonymous).is_ok());
         let refused = limits.check(ip, Caller::Anonymous).unwrap_err();
-        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(refused.code, "RATE_LIMITED");
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.code, ErrorCode::RateLimited);
         assert_eq!(refused.retry_after, Some(1));
         // Another address has its own budget.
         assert!(limits.check(other, Caller::Anonymous).is_ok());
@@ -159,7 +157,7 @@ mod tests {
         assert!(limit.check("kim@example.com").is_ok());
         assert!(limit.check("kim@example.com").is_ok());
         let refused = limit.check("kim@example.com").unwrap_err();
-        assert_eq!(refused.code, "RATE_LIMITED");
+        assert_eq!(refused.code, ErrorCode::RateLimited);
         assert!(refused.retry_after.unwrap() >= 1);
         assert!(limit.check("lee@example.com").is_ok());
     }

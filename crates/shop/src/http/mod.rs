@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body. Wrong content type → 415 `UNSUPPORTED_MEDIA_TYPE`; too large → 413
 /// `PAYLOAD_TOO_LARGE`; anything but an object at the top, bad JSON, wrong types,
@@ -41,8 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .unwrap_or(false);
         if !json {
             return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode::UnsupportedMediaType,
                 "expected a JSON body with Content-Type: application/json",
             ));
         }

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{OrderId, ProductId, UserCouponId, UserId, VariantId};
 use crate::money::Won;
 
@@ -132,6 +132,7 @@ pub struct OrderItem {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "userId": 4, "status": "PAID", "items": [{"productId": 6, "variantId": 9, "name": "Classic T-shirt", "options": {"colour": "black", "size": "M"}, "unitPrice": 29000, "quantity": 2, "amount": 58000}, {"productId": 2, "variantId": 2, "name": "Canvas tote", "options": {}, "unitPrice": 19900, "quantity": 1, "amount": 19900}], "userCouponId": 1, "totalAmount": 77900, "discountAmount": 7790, "finalAmount": 70110, "createdAt": "2026-12-04T09:30:00.000Z", "paidAt": "2026-12-04T09:30:00.000Z", "expiresAt": "2026-12-04T09:35:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: OrderId,
@@ -213,6 +214,7 @@ impl PaymentStatus {
 
 /// One attempt to pay an order from the balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "status": "SUCCEEDED", "amount": 70110, "failureCode": null, "at": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     pub id: crate::ids::PaymentId,
@@ -272,19 +274,19 @@ impl From<OrderError> for ApiError {
 pub fn refusal(err: &OrderError) -> ApiError {
     let msg = err.to_string();
     match err {
-        OrderError::NotFound(_) => ApiError::not_found("ORDER_NOT_FOUND", msg),
-        OrderError::UserNotFound(_) => ApiError::not_found("USER_NOT_FOUND", msg),
-        OrderError::ProductNotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", msg),
-        OrderError::InsufficientStock(..) => ApiError::conflict("INSUFFICIENT_STOCK", msg),
-        OrderError::VariantNotFound(_) => ApiError::not_found("VARIANT_NOT_FOUND", msg),
-        OrderError::ProductNotAvailable(_) => ApiError::conflict("PRODUCT_NOT_AVAILABLE", msg),
+        OrderError::NotFound(_) => ApiError::new(ErrorCode::OrderNotFound, msg),
+        OrderError::UserNotFound(_) => ApiError::new(ErrorCode::UserNotFound, msg),
+        OrderError::ProductNotFound(_) => ApiError::new(ErrorCode::ProductNotFound, msg),
+        OrderError::InsufficientStock(..) => ApiError::new(ErrorCode::InsufficientStock, msg),
+        OrderError::VariantNotFound(_) => ApiError::new(ErrorCode::VariantNotFound, msg),
+        OrderError::ProductNotAvailable(_) => ApiError::new(ErrorCode::ProductNotAvailable, msg),
         OrderError::VariantRequired(_) => ApiError::invalid(msg),
-        OrderError::CartEmpty => ApiError::conflict("CART_EMPTY", msg),
-        OrderError::StatusConflict(_) => ApiError::conflict("ORDER_STATUS_CONFLICT", msg),
-        OrderError::CouponNotUsable(_) => ApiError::conflict("COUPON_NOT_USABLE", msg),
-        OrderError::InsufficientBalance => ApiError::conflict("INSUFFICIENT_BALANCE", msg),
-        OrderError::NotPayable(_) => ApiError::conflict("ORDER_NOT_PAYABLE", msg),
-        OrderError::NotCancellable(_) => ApiError::conflict("ORDER_NOT_CANCELLABLE", msg),
+        OrderError::CartEmpty => ApiError::new(ErrorCode::CartEmpty, msg),
+        OrderError::StatusConflict(_) => ApiError::new(ErrorCode::OrderStatusConflict, msg),
+        OrderError::CouponNotUsable(_) => ApiError::new(ErrorCode::CouponNotUsable, msg),
+        OrderError::InsufficientBalance => ApiError::new(ErrorCode::InsufficientBalance, msg),
+        OrderError::NotPayable(_) => ApiError::new(ErrorCode::OrderNotPayable, msg),
+        OrderError::NotCancellable(_) => ApiError::new(ErrorCode::OrderNotCancellable, msg),
         OrderError::Invalid(_) => ApiError::invalid(msg),
         OrderError::Db(e) => ApiError::internal(e),
     }

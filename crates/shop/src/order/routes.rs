@@ -85,8 +85,8 @@ impl AppState {
 #[utoipa::path(post, path = "/api/v1/orders", operation_id = "place_order", security(("bearer" = [])), tag = "orders",
     request_body = PlaceOrderRequest,
     responses((status = 201, body = Order), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND"),
-        (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
+        (status = 404, body = ErrorBody, description = "USER_NOT_FOUND, PRODUCT_NOT_FOUND, VARIANT_NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "INSUFFICIENT_STOCK, PRODUCT_NOT_AVAILABLE, COUPON_NOT_USABLE, INSUFFICIENT_BALANCE")))]
 pub async fn place(
     Authenticated(caller): Authenticated,
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ pub async fn place(
 /// An order of the caller's (someone else's answers 404, as a missing one does).
 #[utoipa::path(get, path = "/api/v1/orders/{orderId}", operation_id = "get_order", security(("bearer" = [])), tag = "orders",
     params(("orderId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND")))]
 pub async fn detail(
     Authenticated(caller): Authenticated,
     State(state): State<AppState>,
@@ -212,7 +212,7 @@ pub struct ShipRequest {
 #[utoipa::path(post, path = "/orders/{orderId}/ship", operation_id = "ship_order", security(("admin" = [])), tag = "admin",
     params(("orderId" = i64, Path, minimum = 1, example = 1)), request_body = ShipRequest,
     responses((status = 200, body = Order, description = "the order, now SHIPPED"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
 pub async fn ship(
     caller: crate::auth::Caller,
@@ -243,7 +243,7 @@ pub async fn ship(
 #[utoipa::path(post, path = "/orders/{orderId}/deliver", operation_id = "deliver_order", security(("admin" = [])), tag = "admin",
     params(("orderId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Order, description = "the order, now DELIVERED"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "ORDER_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "ORDER_STATUS_CONFLICT")))]
 pub async fn deliver(
     caller: crate::auth::Caller,
@@ -309,7 +309,7 @@ pub async fn cancel(
 /// A user's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{userId}/orders", operation_id = "list_user_orders", security(("bearer" = [])), tag = "users",
     params(("userId" = i64, Path, minimum = 1, example = 1), PagingParams),
-    responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<Order>), (status = 404, body = ErrorBody, description = "USER_NOT_FOUND")))]
 pub async fn list_for_user(
     OwnUser(user): OwnUser,
     State(state): State<AppState>,

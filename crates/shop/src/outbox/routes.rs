@@ -13,7 +13,7 @@ use super::store;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::{from_millis, to_millis};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::http::idempotency::{self, Idempotency, TxWork};
 use crate::http::{Page, Paging, PagingParams, Query};
 
@@ -36,6 +36,7 @@ pub enum DeliveryStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5b2-7c4e-7d2a-9f00-5b1e2c3d4e5f", "type": "order.paid", "orderId": 1, "status": "PENDING", "createdAt": "2026-12-04T09:30:00.000Z", "attempts": 3, "nextAttemptAt": "2026-12-04T09:30:08.000Z", "lastError": "http://127.0.0.1:9000/events answered 503"}))]
 #[serde(rename_all = "camelCase")]
 pub struct UndeliveredEvent {
     pub id: String,
@@ -69,6 +70,7 @@ pub enum EventFilter {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"retried": 3}))]
 pub struct Retried {
     /// How many events were put back in line.
     pub retried: u64,
@@ -161,8 +163,8 @@ pub async fn retry_one(
         Box::pin(async move {
             let retried = store::retry(tx, Some(&id.to_string()), now).await?;
             if retried == 0 {
-                return Err(ApiError::not_found(
-                    "EVENT_NOT_FOUND",
+                return Err(ApiError::new(
+                    ErrorCode::EventNotFound,
                     "no undelivered event with this id",
                 ));
             }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ProductId, VariantId};
 use crate::money::Won;
 
@@ -88,6 +88,7 @@ pub struct Variant {
 /// A product: its content, status, options and variants. `price` is its lowest
 /// variant price, `stock` the sum of its variants' stock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 6, "name": "Classic T-shirt", "description": "Soft combed-cotton tee with a relaxed fit.", "status": "ACTIVE", "price": 29000, "stock": 38, "soldOut": false, "images": [{"url": "/static/img/tshirt.svg", "alt": "a plain crew-neck T-shirt"}], "options": [{"name": "size", "values": ["M", "L"]}, {"name": "colour", "values": ["black"]}], "variants": [{"id": 9, "sku": "TS-M-BLACK", "options": {"colour": "black", "size": "M"}, "price": 29000, "stock": 18, "soldOut": false}, {"id": 11, "sku": "TS-L-BLACK", "options": {"colour": "black", "size": "L"}, "price": 31000, "stock": 0, "soldOut": true}], "createdAt": "2026-12-04T09:30:00.000Z", "updatedAt": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub id: ProductId,
@@ -107,6 +108,7 @@ pub struct Product {
 
 /// A product as lists show it: no variants or options, the main image only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 6, "name": "Classic T-shirt", "description": "Soft combed-cotton tee with a relaxed fit.", "status": "ACTIVE", "price": 29000, "stock": 98, "soldOut": false, "image": "/static/img/tshirt.svg", "createdAt": "2026-12-04T09:30:00.000Z", "updatedAt": "2026-12-04T09:30:00.000Z"}))]
 #[serde(rename_all = "camelCase")]
 pub struct ProductSummary {
     pub id: ProductId,
@@ -197,15 +199,15 @@ impl From<ProductError> for ApiError {
 /// The answer to a refused product request.
 pub fn refusal(err: &ProductError) -> ApiError {
     match err {
-        e @ ProductError::NotFound(_) => ApiError::not_found("PRODUCT_NOT_FOUND", e.to_string()),
-        e @ ProductError::StockBelowZero => ApiError::conflict("STOCK_BELOW_ZERO", e.to_string()),
+        e @ ProductError::NotFound(_) => ApiError::new(ErrorCode::ProductNotFound, e.to_string()),
+        e @ ProductError::StockBelowZero => ApiError::new(ErrorCode::StockBelowZero, e.to_string()),
         e @ ProductError::StockTooHigh => ApiError::invalid(e.to_string()),
         e @ ProductError::VariantNotFound(_) => {
-            ApiError::not_found("VARIANT_NOT_FOUND", e.to_string())
+            ApiError::new(ErrorCode::VariantNotFound, e.to_string())
         }
         e @ ProductError::SeveralVariants(_) => ApiError::invalid(e.to_string()),
-        e @ ProductError::VariantExists => ApiError::conflict("VARIANT_EXISTS", e.to_string()),
-        e @ ProductError::SkuExists => ApiError::conflict("SKU_EXISTS", e.to_string()),
+        e @ ProductError::VariantExists => ApiError::new(ErrorCode::VariantExists, e.to_string()),
+        e @ ProductError::SkuExists => ApiError::new(ErrorCode::SkuExists, e.to_string()),
         ProductError::Invalid(msg) => ApiError::invalid(msg.clone()),
         ProductError::Db(e) => ApiError::internal(e),
     }

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::batch::{StockTarget, Work};
 use crate::clock::to_millis;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::http::idempotency::{self, Idempotency, TxWork, render};
 use crate::http::{Json, MAX_PAGE, Page, PathId, Query};
 use crate::ids::{ProductId, VariantId};
@@ -243,7 +243,7 @@ pub async fn admin_list(
 /// variants and the stock that can be ordered now.
 #[utoipa::path(get, path = "/api/v1/products/{productId}", operation_id = "get_product", tag = "products",
     params(("productId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND")))]
 pub async fn detail(
     State(state): State<AppState>,
     PathId(id): PathId<ProductId>,
@@ -320,8 +320,8 @@ fn new_product(req: CreateProductRequest) -> Result<NewProduct, ApiError> {
     };
     let mut seen = std::collections::BTreeSet::new();
     if variants.iter().any(|v| !seen.insert(&v.options)) {
-        return Err(ApiError::conflict(
-            "VARIANT_EXISTS",
+        return Err(ApiError::new(
+            ErrorCode::VariantExists,
             "two variants name the same options",
         ));
     }
@@ -360,7 +360,7 @@ pub async fn create(
 #[utoipa::path(patch, path = "/products/{productId}", operation_id = "update_product", security(("admin" = [])), tag = "admin",
     request_body = UpdateProductRequest,
     params(("productId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND")))]
 pub async fn update(
     caller: Caller,
     State(state): State<AppState>,
@@ -396,7 +396,7 @@ pub async fn update(
 #[utoipa::path(post, path = "/products/{productId}/variants", security(("admin" = [])), tag = "admin",
     request_body = VariantRequest,
     params(("productId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "VARIANT_EXISTS, SKU_EXISTS")))]
 pub async fn add_variant(
     caller: Caller,
@@ -428,7 +428,7 @@ pub async fn add_variant(
 #[utoipa::path(patch, path = "/variants/{variantId}", security(("admin" = [])), tag = "admin",
     request_body = UpdateVariantRequest,
     params(("variantId" = i64, Path, minimum = 1, example = 1)),
-    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "VARIANT_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "SKU_EXISTS")))]
 pub async fn update_variant(
     caller: Caller,
@@ -468,7 +468,7 @@ fn stock_delta(req: &StockRequest) -> Result<i64, ApiError> {
     request_body = StockRequest,
     params(("productId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
+        (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND"), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_stock(
     caller: Caller,
     State(state): State<AppState>,
@@ -491,7 +491,7 @@ pub async fn adjust_stock(
     request_body = StockRequest,
     params(("variantId" = i64, Path, minimum = 1, example = 1)),
     responses((status = 200, body = Product), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
+        (status = 404, body = ErrorBody, description = "VARIANT_NOT_FOUND"), (status = 409, body = ErrorBody, description = "STOCK_BELOW_ZERO")))]
 pub async fn adjust_variant_stock(
     caller: Caller,
     State(state): State<AppState>,

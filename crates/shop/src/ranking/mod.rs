@@ -40,6 +40,7 @@ pub struct PopularProduct {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"items": [{"rank": 1, "productId": 6, "name": "Classic T-shirt", "price": 29000, "soldQuantity": 2, "salesAmount": 58000}, {"rank": 2, "productId": 2, "name": "Canvas tote", "price": 19900, "soldQuantity": 1, "salesAmount": 19900}]}))]
 pub struct Popular {
     pub items: Vec<PopularProduct>,
 }

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub admin_token: String,
     pg_database: Option<String>,
+    /// Answers that broke the OpenAPI document (see `conformance`): the test fails.
+    violations: crate::conformance::Violations,
 }
 
 /// The admin token every test server is configured with.
@@ -33,6 +35,7 @@ impl Drop for TestApp {
         if let Some(name) = self.pg_database.take() {
             drop_postgres_database(name);
         }
+        crate::conformance::assert_none(&self.violations);
     }
 }
 
@@ -221,7 +224,11 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     app::spawn_workers(&state, shutdown.clone())
         .await
         .expect("workers");
-    tokio::spawn(app::serve(listener, state.clone(), shutdown.clone()));
+    let violations = crate::conformance::Violations::default();
+    let router = crate::conformance::wrap(app::router(state.clone()), violations.clone());
+    let config = state.config.clone();
+    let serving = shutdown.clone();
+    tokio::spawn(async move { app::serve_router(listener, router, &config, serving).await });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(60))
@@ -236,6 +243,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         dir,
         admin_token,
         pg_database,
+        violations,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Black-box HTTP tests against the real router, a real server and a fresh SQLite
 //! database per test. One binary, a file per domain.
 
+mod conformance;
 mod helpers;
 
 mod accounts;

@@ -257,14 +257,25 @@ async fn every_answer_matches_the_openapi_document() {
 /// What clients and Swagger's Try-it-out need from the document: one operationId per
 /// operation (generators name methods after them, deep links open them), an example
 /// and a lower bound on every path parameter (else Try-it-out sends
-/// 9007199254740991 as an id), and an example on every request body.
+/// 9007199254740991 as an id), an example on every request body and every answer,
+/// and on every error answer the codes it may carry, as an enum, each with an
+/// example. (That the server answers no other code is checked on every answer of
+/// every test: see `conformance`.)
 #[tokio::test]
 async fn the_document_names_each_operation_once_and_gives_examples() {
     let app = spawn_app(Backend::Sqlite).await;
     let (s, doc) = app.get("/api-docs/openapi.json").await;
     assert_eq!(s, 200, "{doc}");
     let schemas = &doc["components"]["schemas"];
+    let component = |schema: &'_ serde_json::Value| -> serde_json::Value {
+        schema["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map_or(schema.clone(), |name| schemas[name].clone())
+    };
+    let has = |v: &serde_json::Value| !v["example"].is_null() || !v["examples"].is_null();
     let mut ids = std::collections::BTreeMap::new();
+    let mut codes_used = std::collections::BTreeSet::new();
     let mut problems = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -288,21 +299,149 @@ async fn the_document_names_each_operation_once_and_gives_examples() {
             }
             if let Some(body) = op.get("requestBody") {
                 let media = &body["content"]["application/json"];
-                let schema = &media["schema"];
-                let component = schema["$ref"]
-                    .as_str()
-                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                    .map_or(schema, |name| &schemas[name]);
-                let has =
-                    |v: &serde_json::Value| !v["example"].is_null() || !v["examples"].is_null();
-                if !has(media) && !has(component) {
+                if !has(media) && !has(&component(&media["schema"])) {
                     problems.push(format!("{at}: the request body has no example"));
+                }
+            }
+            for must in ["400", "429", "500", "503"] {
+                if op["responses"].get(must).is_none() {
+                    problems.push(format!("{at}: no {must} answer"));
+                }
+            }
+            for (status, answer) in op["responses"].as_object().unwrap() {
+                let Some(content) = answer["content"].as_object() else {
+                    continue;
+                };
+                for (media_type, media) in content {
+                    if !has(media) {
+                        problems.push(format!(
+                            "{at}: the {status} answer ({media_type}) has no example"
+                        ));
+                    }
+                }
+                if !status.starts_with(['4', '5']) {
+                    continue;
+                }
+                let media = &answer["content"]["application/json"];
+                let all_of = &media["schema"]["allOf"];
+                let codes: Vec<&str> = all_of[1]["properties"]["code"]["enum"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str())
+                    .collect();
+                if all_of[0]["$ref"] != "#/components/schemas/ErrorBody" || codes.is_empty() {
+                    problems.push(format!(
+                        "{at}: the {status} answer lists no codes: {answer}"
+                    ));
+                }
+                for code in codes {
+                    codes_used.insert(code.to_string());
+                    if media["examples"][code]["value"]["code"] != code {
+                        problems.push(format!(
+                            "{at}: the {status} answer has no example of {code}"
+                        ));
+                    }
+                    let declared = code
+                        .parse::<shop::error::ErrorCode>()
+                        .map(|c| c.status().as_u16());
+                    if declared.map(|s| s.to_string()).as_deref() != Ok(status.as_str()) {
+                        problems.push(format!(
+                            "{at}: the {status} answer lists {code} ({declared:?})"
+                        ));
+                    }
                 }
             }
         }
     }
+    // Every code some operation answers is in the document; the two left answer
+    // requests no operation takes (an unknown route, a method a route lacks).
+    let unlisted: Vec<&str> = shop::error::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !codes_used.contains(*c))
+        .collect();
+    assert_eq!(unlisted, ["NOT_FOUND", "METHOD_NOT_ALLOWED"]);
     assert!(ids.len() > 40, "{ids:?}");
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Checks every example of the document against its schema with the `jsonschema`
+/// package (JSON Schema 2020-12, formats included) that openapi-spec-validator
+/// brings: component examples, parameter examples, request bodies, answers (each
+/// error code's), and headers. Prints what does not fit and exits 1.
+const EXAMPLES_FIT: &str = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+
+doc = json.load(open(sys.argv[1]))
+components = doc["components"]
+problems = []
+checked = 0
+
+def check(at, schema, value):
+    global checked
+    checked += 1
+    root = dict(schema, components=components)
+    validator = Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    for e in validator.iter_errors(value):
+        problems.append(f"{at}: {e.message} (at {list(e.absolute_path)})")
+
+def media(at, m):
+    schema = m.get("schema", {})
+    if "example" in m:
+        check(at, schema, m["example"])
+    for name, example in m.get("examples", {}).items():
+        check(f"{at}, example {name}", schema, example["value"])
+
+for name, schema in components["schemas"].items():
+    if "example" in schema:
+        check(f"schema {name}", schema, schema["example"])
+for path, item in doc["paths"].items():
+    for method, op in item.items():
+        at = f"{method.upper()} {path}"
+        for p in op.get("parameters", []):
+            if "example" in p:
+                check(f"{at} parameter {p['name']}", p["schema"], p["example"])
+        for m in op.get("requestBody", {}).get("content", {}).values():
+            media(f"{at} request body", m)
+        for status, answer in op["responses"].items():
+            for m in answer.get("content", {}).values():
+                media(f"{at} {status}", m)
+            for name, h in answer.get("headers", {}).items():
+                if "example" in h:
+                    check(f"{at} {status} header {name}", h["schema"], h["example"])
+
+print(f"{checked} examples checked")
+print("\n".join(problems))
+sys.exit(1 if problems or checked < 100 else 0)
+"#;
+
+/// Every example the document gives is a value of its schema, so what Swagger's
+/// Try-it-out sends and what a reader copies is what the server reads and answers.
+#[tokio::test]
+async fn every_example_in_the_document_fits_its_schema() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the .ci/venv Python is missing ({}); install it as CI does:\n  \
+         python3 -m venv .ci/venv && .ci/venv/bin/pip install 'openapi-spec-validator=={VALIDATOR_PINNED}'",
+        python.display()
+    );
+    let app = spawn_app(Backend::Sqlite).await;
+    let (s, doc) = app.get("/api-docs/openapi.json").await;
+    assert_eq!(s, 200, "{doc}");
+    let file = app.dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", EXAMPLES_FIT])
+        .arg(&file)
+        .output()
+        .expect("run python");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    eprintln!("{text}");
 }
 
 /// The version of openapi-spec-validator (PyPI) that `.ci/run` installs beside
