@@ -428,20 +428,27 @@ async fn every_example_in_the_document_fits_its_schema() {
          python3 -m venv .ci/venv && .ci/venv/bin/pip install 'openapi-spec-validator=={VALIDATOR_PINNED}'",
         python.display()
     );
+    let (ok, text) = run_on_the_document(python, &["-c", EXAMPLES_FIT]).await;
+    assert!(ok, "{text}");
+    eprintln!("{text}");
+}
+
+/// Runs `tool` with `args` and the path of the served document, on a fresh server;
+/// answers whether it succeeded, and its output.
+async fn run_on_the_document(tool: PathBuf, args: &[&str]) -> (bool, String) {
     let app = spawn_app(Backend::Sqlite).await;
     let (s, doc) = app.get("/api-docs/openapi.json").await;
     assert_eq!(s, 200, "{doc}");
     let file = app.dir.path().join("openapi.json");
     std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-c", EXAMPLES_FIT])
+    let out = std::process::Command::new(&tool)
+        .args(args)
         .arg(&file)
         .output()
-        .expect("run python");
+        .unwrap_or_else(|e| panic!("run {}: {e}", tool.display()));
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    eprintln!("{text}");
+    (out.status.success(), text)
 }
 
 /// The version of openapi-spec-validator (PyPI) that `.ci/run` installs beside
@@ -465,21 +472,8 @@ async fn the_document_is_valid_openapi() {
          .ci/venv/bin/pip install 'openapi-spec-validator=={VALIDATOR_PINNED}'",
         tool.display()
     );
-    let app = spawn_app(Backend::Sqlite).await;
-    let (s, doc) = app.get("/api-docs/openapi.json").await;
-    assert_eq!(s, 200, "{doc}");
-    let file = app.dir.path().join("openapi.json");
-    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = std::process::Command::new(&tool)
-        .arg(&file)
-        .output()
-        .expect("run openapi-spec-validator");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = run_on_the_document(tool, &[]).await;
     let short: String = text.chars().take(2_000).collect();
-    assert!(
-        out.status.success(),
-        "the document is not valid OpenAPI:\n{short}"
-    );
+    assert!(ok, "the document is not valid OpenAPI:\n{short}");
     assert!(text.contains("OK"), "{short}");
 }
