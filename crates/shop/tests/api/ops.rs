@@ -410,4 +410,13 @@ async fn an_events_file_that_cannot_be_written_makes_readiness_degraded(#[case] 
     let body = ready_when(&app, |b| b["status"] == "degraded").await;
     assert_eq!(body["checks"]["eventSink"]["status"], "down", "{body}");
     assert_eq!(body["checks"]["eventSink"]["backlog"], 1, "{body}");
+    // While the event waits for its next attempt (the relay passes every 20 ms and
+    // tries nothing), the sink is still down: readiness says so until an attempt works.
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (s, body) = app.get("/health/ready").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["checks"]["eventSink"]["status"], "down", "{body}");
+    }
 }
