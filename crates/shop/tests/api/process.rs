@@ -651,39 +651,50 @@ async fn a_server_with_nats_up_reports_the_sink_ok() {
     panic!("never ready with NATS up:\n{}", server.log());
 }
 
-/// The shell block of the README's "Run it", run by bash as it stands (with the
+/// The README's shell blocks of the section `heading` that talk to the server.
+fn readme_blocks(heading: &str) -> String {
+    let readme = include_str!("../../../../README.md");
+    let section = &readme[readme.find(heading).expect("the README's section")..];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 3)];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").expect("a closed block")])
+        .filter(|b| b.contains("localhost:8080"))
+        .collect()
+}
+
+/// Runs `block` with bash as it stands, but for the server's port, from `dir`: every
+/// curl must succeed (`--fail-with-body`), and so must every other command.
+async fn run_readme_block(block: &str, port: u16, dir: &Path) -> Output {
+    let script = format!(
+        "set -euo pipefail\ncurl() {{ command curl --fail-with-body \"$@\"; echo; }}\n{}",
+        block.replace("localhost:8080", &format!("localhost:{port}"))
+    );
+    finish({
+        let mut bash = Command::new("bash");
+        bash.arg("-c").arg(&script).current_dir(dir);
+        bash
+    })
+    .await
+}
+
+/// The shell blocks of the README's "Run it", run by bash as they stand (with the
 /// server's port) against a fresh server with the demo data, from the server's
 /// directory: every request must succeed (curl `--fail-with-body`), so the README
 /// cannot rot.
 #[tokio::test]
 async fn the_readme_examples_run_against_a_fresh_server() {
-    let readme = include_str!("../../../../README.md");
-    let run_it = &readme[readme.find("## Run it").expect("a Run it section")..];
-    let run_it = &run_it[..run_it[3..]
-        .find("\n## ")
-        .map_or(run_it.len(), |end| end + 3)];
-    let block: String = run_it
-        .split("```sh\n")
-        .skip(1)
-        .map(|b| &b[..b.find("```").expect("a closed block")])
-        .filter(|b| b.contains("localhost:8080"))
-        .collect();
+    let block = readme_blocks("## Run it");
     assert!(block.contains("/sessions"), "both blocks: {block}");
 
     let dir = tempfile::tempdir().unwrap();
     let mut command = shop(dir.path());
     command.env("SHOP_DEMO_DATA", "true");
     let server = Server::start(command, dir.path()).await;
-    let script = format!(
-        "set -euo pipefail\ncurl() {{ command curl --fail-with-body \"$@\"; echo; }}\n{}",
-        block.replace("localhost:8080", &format!("localhost:{}", server.port))
-    );
-    let out = finish({
-        let mut bash = Command::new("bash");
-        bash.arg("-c").arg(&script).current_dir(dir.path());
-        bash
-    })
-    .await;
+    let out = run_readme_block(&block, server.port, dir.path()).await;
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -710,6 +721,62 @@ async fn the_readme_examples_run_against_a_fresh_server() {
         "{stdout}"
     );
     assert!(stdout.contains("refreshToken"), "the login: {stdout}");
+}
+
+/// The README's NATS example, as it stands: against a server publishing to NATS
+/// JetStream and the reference consumer (`shop consume-events`) writing into
+/// `consumer.db`, a paid order's event is in the consumer's table.
+#[tokio::test]
+async fn the_readme_nats_example_reaches_the_consumer() {
+    let block = readme_blocks("## Data-platform events");
+    assert!(block.contains("sqlite3 consumer.db"), "{block}");
+
+    let nats = crate::helpers::Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = shop(dir.path());
+    command
+        .env("SHOP_DEMO_DATA", "true")
+        .env("SHOP_NATS_URL", &nats.url);
+    let server = Server::start(command, dir.path()).await;
+    let mut consumer = shop(dir.path());
+    consumer
+        .arg("consume-events")
+        .env("SHOP_NATS_URL", &nats.url)
+        .env("SHOP_CONSUMER_DATABASE_URL", "sqlite://consumer.db")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("consumer.log")).unwrap());
+    let consumer = KillOnDrop(consumer.spawn().expect("start the consumer"));
+
+    let out = run_readme_block(&block, server.port, dir.path()).await;
+    let stdout = text(&out.stdout);
+    let consumer_log = std::fs::read_to_string(dir.path().join("consumer.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "the README's block failed:\n{stdout}\n{}\nserver:\n{}\nconsumer:\n{consumer_log}",
+        text(&out.stderr),
+        server.log()
+    );
+    assert!(stdout.contains(r#""status":"PAID""#), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("|order.paid|"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the paid order's event in the consumer's table:\n{stdout}\nconsumer:\n{consumer_log}"
+    );
+    drop(consumer);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A stand-in OpenTelemetry collector: answers every OTLP/HTTP export with 200 and
