@@ -66,6 +66,7 @@ for backend in $BACKENDS; do
     run hot-product-per-order "$backend" false hot-product --users 2000 --stock 100000 --requests 30000 --duration 20
     run spread-orders "$backend" true spread-orders --users 10000 --products 10000 --requests 60000 --duration 20 --prepare-concurrency 64
     run spread-orders-per-order "$backend" false spread-orders --users 10000 --products 10000 --requests 30000 --duration 20 --prepare-concurrency 64
+    run cart "$backend" true cart --users 5000 --products 1000 --requests 60000 --duration 20 --prepare-concurrency 64
     run mixed "$backend" true mixed --users 5000 --products 1000 --coupons 1000 --requests 200000 --duration 20
     run spread-orders-open-2000 "$backend" true spread-orders --users 10000 --products 10000 --requests 30000 --duration 15 --rate 2000 --prepare-concurrency 64
 done
