@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -157,7 +157,11 @@ pub async fn get_user(
 
 /// Change the user's name, email or password (owner only). An account has both an
 /// email and a password, or neither (400 otherwise); 409 `EMAIL_TAKEN` when another
-/// account has the email (regardless of case).
+/// account has the email (regardless of case). A new password ends every other
+/// session of the user (all of them when an API token asks; the asking session
+/// stays), in the same commit, at once on this instance and on the others within
+/// about 2 seconds; API tokens keep working (`POST /users/{userId}/token` revokes
+/// them).
 #[utoipa::path(patch, path = "/api/v1/users/{userId}", security(("bearer" = [])), tag = "users",
     request_body = UpdateUserRequest,
     params(("userId" = i64, Path, minimum = 1, example = 1)),
@@ -165,10 +169,12 @@ pub async fn get_user(
         (status = 409, body = ErrorBody, description = "EMAIL_TAKEN")))]
 pub async fn update_user(
     OwnUser(user): OwnUser,
+    session: Option<axum::Extension<CurrentSession>>,
     State(state): State<AppState>,
     idem: Idempotency,
     Json(req): Json<UpdateUserRequest>,
 ) -> ApiResult<Response> {
+    let keep = session.map(|axum::Extension(CurrentSession(s))| s);
     let name = req.name.as_deref().map(validate_name).transpose()?;
     let email = req.email.as_deref().map(validate_email).transpose()?;
     if let Some(password) = &req.password {
@@ -184,13 +190,34 @@ pub async fn update_user(
         email,
         password_hash,
     };
-    let work: TxWork<User> =
-        Box::new(move |tx| Box::pin(async move { Ok(store::update_user(tx, user, patch).await?) }));
-    Ok(
-        idempotency::transact(&state, &idem, held, StatusCode::OK, work)
-            .await?
-            .1,
-    )
+    let new_password = patch.password_hash.is_some();
+    let now = to_millis(state.clock.now());
+    let work: TxWork<Updated> = Box::new(move |tx| {
+        Box::pin(async move {
+            let user = store::update_user(tx, user, patch).await?;
+            let ended = if new_password {
+                store::end_other_sessions(tx, user.id, keep, now).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Updated { user, ended })
+        })
+    });
+    let (done, res) = idempotency::transact(&state, &idem, held, StatusCode::OK, work).await?;
+    for change in done.map(|d| d.ended).unwrap_or_default() {
+        announce(&state, change).await;
+    }
+    Ok(res)
+}
+
+/// A changed user as answered, and the sessions a new password ended (announced
+/// after the commit, never part of the answer).
+#[derive(Serialize)]
+struct Updated {
+    #[serde(flatten)]
+    user: User,
+    #[serde(skip)]
+    ended: Vec<Change>,
 }
 
 /// A new API token for the user (owner only): every earlier API token of the user

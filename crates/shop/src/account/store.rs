@@ -296,6 +296,31 @@ pub async fn end_session(
     ))
 }
 
+/// Ends every open session of `user` but `keep` (the caller's own, when a session's
+/// access token asked): what a password change does, so that whoever knew the old
+/// password is signed out everywhere else. One revocation per ended session.
+pub async fn end_other_sessions(
+    conn: &mut AnyConnection,
+    user: UserId,
+    keep: Option<SessionId>,
+    now_ms: i64,
+) -> Result<Vec<Change>, sqlx::Error> {
+    let ended: Vec<(i64,)> = sqlx::query_as(
+        "update sessions set ended_at = $3
+         where user_id = $1 and ended_at is null and id <> $2 returning id",
+    )
+    .bind(user.0)
+    .bind(keep.map_or(0, |s| s.0))
+    .bind(now_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changes = Vec::with_capacity(ended.len());
+    for (session,) in ended {
+        changes.push(log(conn, user, Kind::Session, session, now_ms).await?);
+    }
+    Ok(changes)
+}
+
 /// Raises the user's API-token version: tokens of lower versions stop working.
 /// Returns the new version.
 pub async fn next_api_token(

@@ -1,5 +1,5 @@
 //! Accounts and sessions: sign-up with email and password, login, refresh rotation
-//! and reuse, logout, access expiry, new API tokens across instances, suspension,
+//! and reuse, logout, a new password ending the other sessions, access expiry, new API tokens across instances, suspension,
 //! the login rate limit, and refusals that change nothing.
 
 use std::time::{Duration, Instant};
@@ -582,6 +582,108 @@ async fn logout_ends_the_session_and_its_tokens(#[case] backend: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// A new password ends every other session of the user in its commit: their access
+/// and refresh tokens stop working at once, here and on a fresh instance. The session
+/// that asked keeps working, and so do API tokens; asked with an API token, it ends
+/// every session. A name change ends nothing.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_new_password_ends_the_other_sessions(#[case] backend: Backend) {
+    const NEW: &str = "a new horse battery";
+    let app = spawn_app(backend).await;
+    let (id, api_token) = sign_up(&app, "kim@example.com", PASSWORD).await;
+    let access = |s: &Value| s["accessToken"].as_str().unwrap().to_string();
+    let profile = format!("/api/v1/users/{id}");
+    let change = |token: String, body: Value| {
+        let profile = profile.clone();
+        let app = &app;
+        async move {
+            send(
+                app,
+                &app.base,
+                Method::PATCH,
+                &profile,
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (_, a) = login(&app, "kim@example.com", PASSWORD).await;
+    let (_, b) = login(&app, "kim@example.com", PASSWORD).await;
+
+    let (s, body) = change(access(&a), json!({"name": "kim lee"})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        get(&app, &balance_path(id), &access(&b)).await.0,
+        StatusCode::OK
+    );
+
+    let (s, body) = change(access(&a), json!({"password": NEW})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["createdAt", "email", "id", "name", "status"],
+        "the answer is the user: {body}"
+    );
+    assert_eq!(
+        get(&app, &balance_path(id), &access(&b)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the other session's access token"
+    );
+    assert_eq!(
+        refresh(&app, &b["refreshToken"]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&app, &balance_path(id), &access(&a)).await.0,
+        StatusCode::OK
+    );
+    let (s, a2) = refresh(&app, &a["refreshToken"]).await;
+    assert_eq!(s, StatusCode::CREATED, "the asking session goes on: {a2}");
+    assert_eq!(
+        login(&app, "kim@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, c) = login(&app, "kim@example.com", NEW).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    assert_eq!(
+        get(&app, &balance_path(id), &api_token).await.0,
+        StatusCode::OK
+    );
+
+    // With the API token: every session ends.
+    let (s, body) = change(api_token.clone(), json!({"password": PASSWORD})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for session in [&a2, &c] {
+        assert_eq!(
+            get(&app, &balance_path(id), &access(session)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        get(&app, &balance_path(id), &api_token).await.0,
+        StatusCode::OK
+    );
+
+    // A fresh instance (its view loaded from the database) refuses them too.
+    let instance = start_instance(&app, &[]).await;
+    for session in [&b, &a2, &c] {
+        let (s, _) = send(
+            &app,
+            &instance.base,
+            Method::GET,
+            &balance_path(id),
+            Some(&access(session)),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[rstest]
