@@ -414,6 +414,11 @@ async fn expiry_worker(state: AppState, shutdown: CancellationToken) {
         {
             tracing::warn!(error = %e, "idempotency purge failed");
         }
+        if passes.is_multiple_of(600)
+            && let Err(e) = state.prune_revocations().await
+        {
+            tracing::warn!(error = %e, "revocations pruning failed");
+        }
         passes += 1;
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -450,6 +455,19 @@ pub async fn serve_router(
 }
 
 impl AppState {
+    /// Deletes the rows of `revocations` no view needs any more (see
+    /// [`crate::account::store::prune_revocations`]), once they are older than an
+    /// access token lives plus ten minutes, long after every instance has read them.
+    pub async fn prune_revocations(&self) -> Result<u64, sqlx::Error> {
+        let keep = Duration::from_secs(self.config.access_token_secs) + Duration::from_secs(600);
+        let before = crate::clock::to_millis(self.clock.now()) - keep.as_millis() as i64;
+        self.writer
+            .transact(Box::new(move |tx| {
+                Box::pin(crate::account::store::prune_revocations(tx, before))
+            }))
+            .await
+    }
+
     /// One pass of the expiry worker: expires due PENDING orders (through the write
     /// path, in batches of 200) and drops the cached copies of the products they gave
     /// back. Returns how many expired.

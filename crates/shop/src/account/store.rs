@@ -321,6 +321,26 @@ pub async fn end_other_sessions(
     Ok(changes)
 }
 
+/// Deletes the rows of `revocations` written before `before_ms` that no view needs
+/// any more: ended sessions (their access tokens have expired by then, and a refresh
+/// reads the session itself) and API-token versions and statuses that a newer row of
+/// the same user says more than. What is left gives a fresh view the same answers.
+/// Returns how many rows went.
+pub async fn prune_revocations(
+    conn: &mut AnyConnection,
+    before_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from revocations where at < $1 and (kind = 'SESSION' or exists (
+             select 1 from revocations newer where newer.user_id = revocations.user_id
+                 and newer.kind = revocations.kind and newer.id > revocations.id))",
+    )
+    .bind(before_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Raises the user's API-token version: tokens of lower versions stop working.
 /// Returns the new version.
 pub async fn next_api_token(

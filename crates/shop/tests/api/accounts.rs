@@ -686,6 +686,121 @@ async fn a_new_password_ends_the_other_sessions(#[case] backend: Backend) {
     }
 }
 
+/// Old rows of `revocations` are pruned once no view needs them: ended sessions after
+/// their access tokens have expired, and API-token versions and statuses a newer row
+/// of the user supersedes. Recent rows stay, and a fresh instance, its view loaded
+/// from what is left, refuses and admits exactly as before.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn old_revocations_are_pruned_and_the_view_stays_the_same(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (id, token0) = sign_up(&app, "kim@example.com", PASSWORD).await;
+    let admin = app.admin_token.clone();
+    let new_token = |token: String| {
+        let app = &app;
+        async move {
+            let path = format!("/api/v1/users/{id}/token");
+            let (s, b) = send(app, &app.base, Method::POST, &path, Some(&token), None).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            b["token"].as_str().unwrap().to_string()
+        }
+    };
+    let set_status = |status: &'static str| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let path = format!("/api/v1/admin/users/{id}");
+            let body = json!({ "status": status });
+            let (s, b) = send(
+                app,
+                &app.base,
+                Method::PATCH,
+                &path,
+                Some(&admin),
+                Some(body),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+    };
+    let rows = |kind: &'static str| {
+        let app = &app;
+        async move {
+            app.scalar(&format!(
+                "select count(*) from revocations where user_id = {id} and kind = '{kind}'"
+            ))
+            .await
+        }
+    };
+
+    // Old: a logout, two new API tokens, a suspension lifted.
+    let (_, session) = login(&app, "kim@example.com", PASSWORD).await;
+    let access = session["accessToken"].as_str().unwrap();
+    let logout = "/api/v1/sessions/current";
+    let (s, _) = send(&app, &app.base, Method::DELETE, logout, Some(access), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let token1 = new_token(token0.clone()).await;
+    let token2 = new_token(token1.clone()).await;
+    set_status("SUSPENDED").await;
+    set_status("ACTIVE").await;
+    let keep = TimeDelta::seconds(900) + TimeDelta::minutes(10);
+    app.clock.advance(keep + TimeDelta::seconds(1));
+    // Recent: another logout.
+    let (_, recent) = login(&app, "kim@example.com", PASSWORD).await;
+    let recent_access = recent["accessToken"].as_str().unwrap();
+    let (s, _) = send(
+        &app,
+        &app.base,
+        Method::DELETE,
+        logout,
+        Some(recent_access),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let before = (
+        rows("SESSION").await,
+        rows("API_TOKENS").await,
+        rows("STATUS").await,
+    );
+    assert_eq!(before, (2, 2, 2));
+
+    let pruned = app.state.prune_revocations().await.unwrap();
+    assert_eq!(
+        pruned, 3,
+        "the old session, token version 1 and the suspension"
+    );
+    let after = (
+        rows("SESSION").await,
+        rows("API_TOKENS").await,
+        rows("STATUS").await,
+    );
+    assert_eq!(after, (1, 1, 1), "the recent logout and the newest of each");
+    assert_eq!(app.state.prune_revocations().await.unwrap(), 0);
+
+    let instance = start_instance(&app, &[]).await;
+    for base in [&app.base, &instance.base] {
+        for (token, want) in [
+            (&token0, StatusCode::UNAUTHORIZED),
+            (&token1, StatusCode::UNAUTHORIZED),
+            (&token2, StatusCode::OK),
+            (&recent_access.to_string(), StatusCode::UNAUTHORIZED),
+        ] {
+            let (s, b) = send(
+                &app,
+                base,
+                Method::GET,
+                &balance_path(id),
+                Some(token),
+                None,
+            )
+            .await;
+            assert_eq!(s, want, "{base}: {b}");
+        }
+    }
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
