@@ -35,7 +35,39 @@ async fn send(
 }
 
 async fn get(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
-    send(app, &app.base, Method::GET, path, Some(token), None).await
+    get_at(app, &app.base, path, token).await
+}
+
+/// As [`get`], from the instance at `base`.
+async fn get_at(app: &TestApp, base: &str, path: &str, token: &str) -> (StatusCode, Value) {
+    send(app, base, Method::GET, path, Some(token), None).await
+}
+
+/// `DELETE /api/v1/sessions/current` with `token`: log out.
+async fn logout(app: &TestApp, token: Option<&str>) -> (StatusCode, Value) {
+    let path = "/api/v1/sessions/current";
+    send(app, &app.base, Method::DELETE, path, token, None).await
+}
+
+/// A new API token for user `id`, asked at `base` with `token`.
+async fn new_api_token(app: &TestApp, base: &str, id: i64, token: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/users/{id}/token");
+    send(app, base, Method::POST, &path, Some(token), None).await
+}
+
+/// The admin sets user `id`'s status to `status` (sent as it is, valid or not).
+async fn set_status(app: &TestApp, id: i64, status: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/admin/users/{id}");
+    let body = json!({ "status": status });
+    send(
+        app,
+        &app.base,
+        Method::PATCH,
+        &path,
+        Some(&app.admin_token),
+        Some(body),
+    )
+    .await
 }
 
 /// Signs up `email` with `password`: (user id, API token).
@@ -317,26 +349,9 @@ async fn bad_input_is_400_and_changes_nothing(#[case] backend: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let admin = app.admin_token.clone();
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        &format!("/api/v1/admin/users/{id}"),
-        Some(&admin),
-        Some(json!({"status": "BANNED"})),
-    )
-    .await;
+    let (s, _) = set_status(&app, id, "BANNED").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, b) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        "/api/v1/admin/users/999999",
-        Some(&admin),
-        Some(json!({"status": "SUSPENDED"})),
-    )
-    .await;
+    let (s, b) = set_status(&app, 999999, "SUSPENDED").await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("USER_NOT_FOUND"))
@@ -516,38 +531,14 @@ async fn logout_ends_the_session_and_its_tokens(#[case] backend: Backend) {
     let (_, session) = login(&app, "kim@example.com", PASSWORD).await;
     let access = session["accessToken"].as_str().unwrap();
     // An API token has no session to end.
-    let (s, b) = send(
-        &app,
-        &app.base,
-        Method::DELETE,
-        "/api/v1/sessions/current",
-        Some(&api_token),
-        None,
-    )
-    .await;
+    let (s, b) = logout(&app, Some(&api_token)).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("FORBIDDEN"))
     );
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::DELETE,
-        "/api/v1/sessions/current",
-        None,
-        None,
-    )
-    .await;
+    let (s, _) = logout(&app, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::DELETE,
-        "/api/v1/sessions/current",
-        Some(access),
-        None,
-    )
-    .await;
+    let (s, _) = logout(&app, Some(access)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
         get(&app, &balance_path(id), access).await.0,
@@ -555,15 +546,7 @@ async fn logout_ends_the_session_and_its_tokens(#[case] backend: Backend) {
     );
     let (s, _) = refresh(&app, &session["refreshToken"]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::DELETE,
-        "/api/v1/sessions/current",
-        Some(access),
-        None,
-    )
-    .await;
+    let (s, _) = logout(&app, Some(access)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // The API token still works.
     assert_eq!(
@@ -572,15 +555,7 @@ async fn logout_ends_the_session_and_its_tokens(#[case] backend: Backend) {
     );
     // A restarted server (a fresh view, loaded from the database) still refuses it.
     let instance = start_instance(&app, &[]).await;
-    let (s, _) = send(
-        &app,
-        &instance.base,
-        Method::GET,
-        &balance_path(id),
-        Some(access),
-        None,
-    )
-    .await;
+    let (s, _) = get_at(&app, &instance.base, &balance_path(id), access).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -673,15 +648,7 @@ async fn a_new_password_ends_the_other_sessions(#[case] backend: Backend) {
     // A fresh instance (its view loaded from the database) refuses them too.
     let instance = start_instance(&app, &[]).await;
     for session in [&b, &a2, &c] {
-        let (s, _) = send(
-            &app,
-            &instance.base,
-            Method::GET,
-            &balance_path(id),
-            Some(&access(session)),
-            None,
-        )
-        .await;
+        let (s, _) = get_at(&app, &instance.base, &balance_path(id), &access(session)).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
 }
@@ -697,30 +664,18 @@ async fn a_new_password_ends_the_other_sessions(#[case] backend: Backend) {
 async fn old_revocations_are_pruned_and_the_view_stays_the_same(#[case] backend: Backend) {
     let app = spawn_app(backend).await;
     let (id, token0) = sign_up(&app, "kim@example.com", PASSWORD).await;
-    let admin = app.admin_token.clone();
     let new_token = |token: String| {
         let app = &app;
         async move {
-            let path = format!("/api/v1/users/{id}/token");
-            let (s, b) = send(app, &app.base, Method::POST, &path, Some(&token), None).await;
+            let (s, b) = new_api_token(app, &app.base, id, &token).await;
             assert_eq!(s, StatusCode::CREATED, "{b}");
             b["token"].as_str().unwrap().to_string()
         }
     };
-    let set_status = |status: &'static str| {
-        let (app, admin) = (&app, admin.clone());
+    let suspend = |status: &'static str| {
+        let app = &app;
         async move {
-            let path = format!("/api/v1/admin/users/{id}");
-            let body = json!({ "status": status });
-            let (s, b) = send(
-                app,
-                &app.base,
-                Method::PATCH,
-                &path,
-                Some(&admin),
-                Some(body),
-            )
-            .await;
+            let (s, b) = set_status(app, id, status).await;
             assert_eq!(s, StatusCode::OK, "{b}");
         }
     };
@@ -737,28 +692,20 @@ async fn old_revocations_are_pruned_and_the_view_stays_the_same(#[case] backend:
     // Old: a logout, two new API tokens, a suspension lifted.
     let (_, session) = login(&app, "kim@example.com", PASSWORD).await;
     let access = session["accessToken"].as_str().unwrap();
-    let logout = "/api/v1/sessions/current";
-    let (s, _) = send(&app, &app.base, Method::DELETE, logout, Some(access), None).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(logout(&app, Some(access)).await.0, StatusCode::NO_CONTENT);
     let token1 = new_token(token0.clone()).await;
     let token2 = new_token(token1.clone()).await;
-    set_status("SUSPENDED").await;
-    set_status("ACTIVE").await;
+    suspend("SUSPENDED").await;
+    suspend("ACTIVE").await;
     let keep = TimeDelta::seconds(900) + TimeDelta::minutes(10);
     app.clock.advance(keep + TimeDelta::seconds(1));
     // Recent: another logout.
     let (_, recent) = login(&app, "kim@example.com", PASSWORD).await;
     let recent_access = recent["accessToken"].as_str().unwrap();
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::DELETE,
-        logout,
-        Some(recent_access),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        logout(&app, Some(recent_access)).await.0,
+        StatusCode::NO_CONTENT
+    );
     let before = (
         rows("SESSION").await,
         rows("API_TOKENS").await,
@@ -787,15 +734,7 @@ async fn old_revocations_are_pruned_and_the_view_stays_the_same(#[case] backend:
             (&token2, StatusCode::OK),
             (&recent_access.to_string(), StatusCode::UNAUTHORIZED),
         ] {
-            let (s, b) = send(
-                &app,
-                base,
-                Method::GET,
-                &balance_path(id),
-                Some(token),
-                None,
-            )
-            .await;
+            let (s, b) = get_at(&app, base, &balance_path(id), token).await;
             assert_eq!(s, want, "{base}: {b}");
         }
     }
@@ -851,17 +790,7 @@ async fn suspended_users_are_refused_until_reactivated(#[case] backend: Backend)
     let product = app.create_product("pen", 1_000, 10).await;
     let (s, _) = app.charge(id, 10_000).await;
     assert_eq!(s, StatusCode::OK);
-    let admin = app.admin_token.clone();
-    let admin_path = format!("/api/v1/admin/users/{id}");
-    let (s, b) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        &admin_path,
-        Some(&admin),
-        Some(json!({"status": "SUSPENDED"})),
-    )
-    .await;
+    let (s, b) = set_status(&app, id, "SUSPENDED").await;
     assert_eq!(
         (s, b["status"].as_str()),
         (StatusCode::OK, Some("SUSPENDED")),
@@ -946,15 +875,7 @@ async fn suspended_users_are_refused_until_reactivated(#[case] backend: Backend)
     );
 
     // Reactivated: every token works again, the refresh token included.
-    let (s, b) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        &admin_path,
-        Some(&admin),
-        Some(json!({"status": "ACTIVE"})),
-    )
-    .await;
+    let (s, b) = set_status(&app, id, "ACTIVE").await;
     assert_eq!(
         (s, b["status"].as_str()),
         (StatusCode::OK, Some("ACTIVE")),
@@ -984,7 +905,7 @@ async fn converges(
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let (s, _) = send(app, base, Method::GET, path, Some(token), None).await;
+        let (s, _) = get_at(app, base, path, token).await;
         if s == want {
             return started.elapsed();
         }
@@ -1011,20 +932,12 @@ async fn a_new_api_token_and_a_suspension_reach_another_instance(#[case] redis: 
     let old = app.user_token(id);
     let instance = start_instance(&app, &[]).await;
     let path = balance_path(id);
-    let (s, _) = send(&app, &instance.base, Method::GET, &path, Some(&old), None).await;
+    let (s, _) = get_at(&app, &instance.base, &path, &old).await;
     assert_eq!(s, StatusCode::OK);
     // The documented staleness (2 s), with room for a slow machine.
     let bound = Duration::from_secs(shop::account::revocations::STALENESS_SECS + 3);
 
-    let (s, b) = send(
-        &app,
-        &app.base,
-        Method::POST,
-        &format!("/api/v1/users/{id}/token"),
-        Some(&old),
-        None,
-    )
-    .await;
+    let (s, b) = new_api_token(&app, &app.base, id, &old).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let new = b["token"].as_str().unwrap().to_string();
     assert_ne!(new, old);
@@ -1040,19 +953,11 @@ async fn a_new_api_token_and_a_suspension_reach_another_instance(#[case] redis: 
         bound,
     )
     .await;
-    let (s, _) = send(&app, &instance.base, Method::GET, &path, Some(&new), None).await;
+    let (s, _) = get_at(&app, &instance.base, &path, &new).await;
     assert_eq!(s, StatusCode::OK);
 
     // A token made on the other instance revokes this one's here.
-    let (s, b) = send(
-        &app,
-        &instance.base,
-        Method::POST,
-        &format!("/api/v1/users/{id}/token"),
-        Some(&new),
-        None,
-    )
-    .await;
+    let (s, b) = new_api_token(&app, &instance.base, id, &new).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let newest = b["token"].as_str().unwrap().to_string();
     converges(
@@ -1067,17 +972,7 @@ async fn a_new_api_token_and_a_suspension_reach_another_instance(#[case] redis: 
     assert_eq!(get(&app, &path, &newest).await.0, StatusCode::OK);
 
     // Suspension and reactivation travel the same way.
-    let admin_path = format!("/api/v1/admin/users/{id}");
-    let admin = app.admin_token.clone();
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        &admin_path,
-        Some(&admin),
-        Some(json!({"status": "SUSPENDED"})),
-    )
-    .await;
+    let (s, _) = set_status(&app, id, "SUSPENDED").await;
     assert_eq!(s, StatusCode::OK);
     converges(
         &app,
@@ -1088,15 +983,7 @@ async fn a_new_api_token_and_a_suspension_reach_another_instance(#[case] redis: 
         bound,
     )
     .await;
-    let (s, _) = send(
-        &app,
-        &app.base,
-        Method::PATCH,
-        &admin_path,
-        Some(&admin),
-        Some(json!({"status": "ACTIVE"})),
-    )
-    .await;
+    let (s, _) = set_status(&app, id, "ACTIVE").await;
     assert_eq!(s, StatusCode::OK);
     converges(&app, &instance.base, &path, &newest, StatusCode::OK, bound).await;
 }
