@@ -243,7 +243,6 @@ impl Cache {
         local: std::sync::Arc<crate::local_cache::LocalCache>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        use futures::StreamExt;
         let Cache::Redis(r) = self else {
             return;
         };
@@ -252,46 +251,16 @@ impl Cache {
             local.forget_all_products();
             local.forget_all_coupons();
         };
-        while !shutdown.is_cancelled() {
-            let subscribed = async {
-                let mut pubsub = r.client.get_async_pubsub().await?;
-                pubsub.subscribe(&products).await?;
-                pubsub.subscribe(&coupons).await?;
-                redis::RedisResult::Ok(pubsub)
-            };
-            let stream = tokio::select! {
-                s = subscribed => s,
-                () = shutdown.cancelled() => return,
-            };
-            match stream {
-                Ok(pubsub) => {
-                    forget_all();
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        let msg = tokio::select! {
-                            m = messages.next() => m,
-                            () = shutdown.cancelled() => return,
-                        };
-                        let Some(msg) = msg else { break };
-                        let news: String = msg.get_payload().unwrap_or_default();
-                        let ids = news.split(',').filter_map(|id| id.parse().ok());
-                        if msg.get_channel_name() == coupons {
-                            ids.map(CouponId).for_each(|c| local.forget_coupon(c));
-                        } else {
-                            local.forget_products(ids.map(ProductId));
-                        }
-                    }
-                    forget_all();
-                }
-                Err(e) => {
-                    failed::<()>("subscribe", e);
-                }
+        let news = |channel: &str, news: String| {
+            let ids = news.split(',').filter_map(|id| id.parse().ok());
+            if channel == coupons {
+                ids.map(CouponId).for_each(|c| local.forget_coupon(c));
+            } else {
+                local.forget_products(ids.map(ProductId));
             }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
+        };
+        r.follow(&[&products, &coupons], &shutdown, forget_all, news)
+            .await;
     }
 
     /// Tells the other instances about a revocation (after its commit). Best effort:
@@ -314,46 +283,15 @@ impl Cache {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         use crate::account::revocations::Change;
-        use futures::StreamExt;
         let Cache::Redis(r) = self else {
             return;
         };
-        let channel = r.key(REVOCATIONS);
-        while !shutdown.is_cancelled() {
-            let subscribed = async {
-                let mut pubsub = r.client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                redis::RedisResult::Ok(pubsub)
-            };
-            let stream = tokio::select! {
-                s = subscribed => s,
-                () = shutdown.cancelled() => return,
-            };
-            match stream {
-                Ok(pubsub) => {
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        let msg = tokio::select! {
-                            m = messages.next() => m,
-                            () = shutdown.cancelled() => return,
-                        };
-                        let Some(msg) = msg else { break };
-                        let text: String = msg.get_payload().unwrap_or_default();
-                        match Change::from_message(&text) {
-                            Some(change) => view.apply(change),
-                            None => tracing::warn!("ignored a malformed revocation message"),
-                        }
-                    }
-                }
-                Err(e) => {
-                    failed::<()>("subscribe", e);
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
+        let apply = |_: &str, text: String| match Change::from_message(&text) {
+            Some(change) => view.apply(change),
+            None => tracing::warn!("ignored a malformed revocation message"),
+        };
+        r.follow(&[&r.key(REVOCATIONS)], &shutdown, || {}, apply)
+            .await;
     }
 
     /// A computed ranking shared by all instances, with how long ago it was computed.
@@ -479,6 +417,58 @@ impl Cache {
 }
 
 impl Redis {
+    /// Hands every message published on `channels` to `on_message` (its channel and
+    /// payload) until `shutdown`. A subscription that fails or ends is made again a
+    /// second later; `on_gap` runs as each subscription starts and as it ends, since
+    /// messages may have been missed outside it.
+    async fn follow(
+        &self,
+        channels: &[&str],
+        shutdown: &tokio_util::sync::CancellationToken,
+        on_gap: impl Fn(),
+        on_message: impl Fn(&str, String),
+    ) {
+        use futures::StreamExt;
+        while !shutdown.is_cancelled() {
+            let subscribed = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                for channel in channels {
+                    pubsub.subscribe(*channel).await?;
+                }
+                redis::RedisResult::Ok(pubsub)
+            };
+            let stream = tokio::select! {
+                s = subscribed => s,
+                () = shutdown.cancelled() => return,
+            };
+            match stream {
+                Ok(pubsub) => {
+                    on_gap();
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            m = messages.next() => m,
+                            () = shutdown.cancelled() => return,
+                        };
+                        let Some(msg) = msg else { break };
+                        on_message(
+                            msg.get_channel_name(),
+                            msg.get_payload().unwrap_or_default(),
+                        );
+                    }
+                    on_gap();
+                }
+                Err(e) => {
+                    failed::<()>("subscribe", e);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
     fn key(&self, k: &str) -> String {
         format!("{}{k}", self.prefix)
     }
