@@ -38,6 +38,21 @@ pub struct Db {
 }
 
 impl Backend {
+    /// A query answering one text: the rows `inner` selects, `columns` of each as a
+    /// JSON array, all in one JSON array in `inner`'s order (`[]` for none). One
+    /// round trip for any number of rows.
+    pub fn rows_as_json(self, columns: &str, inner: &str) -> String {
+        match self {
+            Backend::Sqlite => {
+                format!("select json_group_array(json_array({columns})) from ({inner}) as t")
+            }
+            Backend::Postgres => format!(
+                "select cast(coalesce(json_agg(json_build_array({columns})), '[]') as text) \
+                 from ({inner}) as t"
+            ),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",

@@ -103,16 +103,7 @@ impl Stmt {
 
     /// A read of `columns` of the rows `inner` selects, aggregated into one JSON array.
     fn read(backend: Backend, columns: &str, inner: &str, params: Vec<Param>) -> Stmt {
-        let inner = expand(backend, inner);
-        let sql = match backend {
-            Backend::Sqlite => {
-                format!("select json_group_array(json_array({columns})) from ({inner}) as t")
-            }
-            Backend::Postgres => format!(
-                "select cast(coalesce(json_agg(json_build_array({columns})), '[]') as text) \
-                 from ({inner}) as t"
-            ),
-        };
+        let sql = backend.rows_as_json(columns, &expand(backend, inner));
         Stmt { sql, params }
     }
 

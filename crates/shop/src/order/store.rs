@@ -107,16 +107,7 @@ async fn read(
     inner: &str,
     params: &[i64],
 ) -> Result<Vec<Order>, sqlx::Error> {
-    let columns = order_columns(backend);
-    let sql = match backend {
-        Backend::Sqlite => {
-            format!("select json_group_array(json_array({columns})) from ({inner}) as t")
-        }
-        Backend::Postgres => format!(
-            "select cast(coalesce(json_agg(json_build_array({columns})), '[]') as text) \
-             from ({inner}) as t"
-        ),
-    };
+    let sql = backend.rows_as_json(&order_columns(backend), inner);
     let mut query = sqlx::query_as::<_, (String,)>(&sql);
     for p in params {
         query = query.bind(*p);
